@@ -1,0 +1,128 @@
+"""Turning what a user writes ("127.0.0.1:0", "[::1]:9000", ("", 53)) into sockaddrs.
+
+Parsing is strict and local: every malformed address fails here with a
+``ValueError``/``TypeError`` that quotes it, before any socket exists, so
+a bad address cannot leak a descriptor (A2, A3). Resolution is
+``getaddrinfo``'s job and its ``socket.gaierror`` passes through.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Union
+
+__all__ = ["Address", "parse", "resolve"]
+
+#: What the standard socket module uses: (host, port) for IPv4,
+#: (host, port, flowinfo, scope_id) for IPv6.
+Address = Union[tuple[str, int], tuple[str, int, int, int]]
+
+_MAX_PORT = 65535
+
+
+def _invalid(addr: object, why: str) -> ValueError:
+    return ValueError(f"udpio: invalid address {addr!r}: {why}")
+
+
+def _parse_port(text: str, addr: object) -> int:
+    # isdigit() alone accepts non-ASCII digits such as "٩"; int() accepts
+    # "+1", " 1" and "1_0": none of them is a decimal port.
+    if not text:
+        raise _invalid(addr, "no port (write host:port, e.g. 127.0.0.1:0)")
+    if not (text.isascii() and text.isdigit()):
+        raise _invalid(addr, f"port {text!r} is not a decimal integer")
+    if len(text) > 5 or int(text) > _MAX_PORT:
+        raise _invalid(addr, f"port {text} is outside 0..{_MAX_PORT}")
+    return int(text)
+
+
+def _check_host(host: str, addr: object) -> str:
+    if "\0" in host:
+        raise _invalid(addr, "host contains a NUL character")
+    return host
+
+
+def _parse_text(addr: str) -> tuple[str, int]:
+    if not addr:
+        raise _invalid(addr, "empty address")
+    if addr.startswith("["):
+        end = addr.find("]")
+        if end < 0:
+            raise _invalid(addr, "unbalanced '[': no closing ']'")
+        host, rest = addr[1:end], addr[end + 1 :]
+        if "[" in host or "]" in rest or "[" in rest:
+            raise _invalid(addr, "unbalanced brackets")
+        if not host:
+            raise _invalid(addr, "empty host between brackets")
+        if not rest.startswith(":"):
+            raise _invalid(addr, "no port after ']' (write [host]:port)")
+        return _check_host(host, addr), _parse_port(rest[1:], addr)
+    if "[" in addr or "]" in addr:
+        raise _invalid(addr, "unbalanced brackets")
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        raise _invalid(addr, "no port (write host:port, e.g. 127.0.0.1:0)")
+    if ":" in host:
+        raise _invalid(addr, "an IPv6 host needs brackets, e.g. [::1]:9000")
+    return _check_host(host, addr), _parse_port(port, addr)
+
+
+def _parse_tuple(addr: tuple[object, ...]) -> tuple[str, int]:
+    if len(addr) != 2:
+        raise TypeError(f"udpio: invalid address {addr!r}: a tuple address must be (host, port)")
+    host, port = addr
+    if not isinstance(host, str):
+        raise TypeError(f"udpio: invalid address {addr!r}: host must be str, not {type(host).__name__}")
+    # bool is an int subclass; (host, True) is a bug, not port 1.
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"udpio: invalid address {addr!r}: port must be int, not {type(port).__name__}")
+    if not 0 <= port <= _MAX_PORT:
+        raise _invalid(addr, f"port {port} is outside 0..{_MAX_PORT}")
+    return _check_host(host, addr), port
+
+
+def parse(addr: object) -> tuple[str, int]:
+    """Split ``addr`` into ``(host, port)`` without touching the network.
+
+    Accepts ``"host:port"``, ``"[ipv6]:port"``, ``":port"`` and a
+    ``(host, port)`` tuple. An empty host means all IPv4 interfaces.
+
+    Raises ``ValueError`` for malformed text or an out-of-range port and
+    ``TypeError`` for a wrong type or tuple shape; both quote ``addr``.
+    Pure and thread-safe.
+    """
+    if isinstance(addr, str):
+        host, port = _parse_text(addr)
+    elif isinstance(addr, tuple):
+        host, port = _parse_tuple(addr)
+    else:
+        raise TypeError(
+            f"udpio: invalid address {addr!r}: expected a 'host:port' string or a "
+            f"(host, port) tuple, not {type(addr).__name__}"
+        )
+    return (host or "0.0.0.0"), port
+
+
+# Indirection so tests can forbid name lookups that would leave the machine.
+_getaddrinfo = socket.getaddrinfo
+
+
+def resolve(addr: object) -> list[tuple[socket.AddressFamily, Address]]:
+    """Parse ``addr`` and resolve it to ``(family, sockaddr)`` candidates, best first.
+
+    Raises what ``parse`` raises, ``ValueError`` for a host that cannot be
+    encoded (quoting ``addr``), and ``socket.gaierror`` for a host that
+    does not resolve. Thread-safe.
+    """
+    host, port = parse(addr)
+    try:
+        infos = _getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
+    except UnicodeError as exc:
+        raise _invalid(addr, f"host cannot be encoded ({exc})") from None
+    result: list[tuple[socket.AddressFamily, Address]] = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            result.append((family, sockaddr))  # type: ignore[arg-type]
+    if not result:
+        raise socket.gaierror(socket.EAI_FAMILY, f"udpio: {addr!r} has no IPv4 or IPv6 address")
+    return result

@@ -1,0 +1,492 @@
+"""The Socket: one nonblocking UDP socket, its selectors, its wake-up, and the close protocol.
+
+How a call and ``close()`` share the descriptors (docs/design.md has the
+long form):
+
+* A call touches the descriptors only while it holds its role lock
+  (``_reader`` for ``recv``, ``_writer`` for ``send``) and only after it
+  has seen ``_closed`` false under that lock.
+* ``close()`` sets ``_closed``, signals the wake-up so that a call waiting
+  in a selector returns at once, then acquires and releases each role lock
+  in turn: that waits out the call holding it. After both, no call can be
+  using a descriptor, so closing them cannot pull a number from under a
+  running syscall.
+* If ``close()`` runs on a thread that itself holds a role (a signal
+  handler that interrupted ``recv``), waiting would deadlock. It waits out
+  the other role only, and leaves the final release to the interrupted
+  call, which does it as it unwinds (C5).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import warnings
+from collections.abc import Callable
+from time import monotonic
+from types import TracebackType
+from typing import Final, Optional
+
+from udpio._addresses import Address, resolve
+from udpio._errors import ClosedError, ConcurrentRecvError
+from udpio._pool import BufferPool, is_exported, shared_pool
+from udpio._wakeup import Wakeup
+
+__all__ = ["Socket", "listen", "wrap_conn"]
+
+_FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
+
+
+def _owned_by_me(lock: threading.RLock) -> Callable[[], bool]:
+    # RLock records its owner atomically with the acquisition, which is what
+    # lets close() tell "my own interrupted call holds this" from "another
+    # thread holds this" without a window between acquiring and recording.
+    # _is_owned is private but has been on both RLock implementations since
+    # 3.2 (threading.Condition relies on it).
+    return lock._is_owned  # type: ignore[attr-defined,no-any-return]
+
+
+def _check_timeout(timeout: float) -> None:
+    # "not >= 0" also rejects NaN, which would otherwise never expire.
+    if not timeout >= 0:
+        raise ValueError(f"udpio: timeout must be None or a number >= 0, not {timeout!r}")
+
+
+class Socket:
+    """One UDP socket with a blocking ``recv`` that ``close()`` can interrupt.
+
+    Make one with :func:`listen` or :func:`wrap_conn`. ``recv`` has one
+    caller at a time (others get :class:`ConcurrentRecvError`); ``send``
+    and ``close`` may be called from any thread at any time. Use it as a
+    context manager to close it on exit.
+    """
+
+    def __init__(self, conn: socket.socket, *, _pool: Optional[BufferPool] = None) -> None:
+        """Private: use :func:`listen` or :func:`wrap_conn`, which validate ``conn``."""
+        rsel = selectors.DefaultSelector()
+        wakeup: Optional[Wakeup] = None
+        try:
+            wakeup = Wakeup()
+            rsel.register(conn, selectors.EVENT_READ)
+            rsel.register(wakeup.fileno(), selectors.EVENT_READ)
+            local = _bound_address(conn)
+            conn.setblocking(False)  # last: on any failure above, conn is untouched
+        except BaseException:
+            if wakeup is not None:
+                wakeup.close()
+            rsel.close()
+            raise
+        self._sock: Final = conn
+        self._pool: Final = _pool if _pool is not None else shared_pool()
+        self._rsel: Final = rsel
+        self._wakeup: Final = wakeup
+        # Made on the first send that finds the kernel buffer full; guarded by _writer.
+        self._wsel: Optional[selectors.BaseSelector] = None
+
+        # The reader role: held for the whole of recv. Owns _buf, _frame and
+        # recv's use of the descriptors and of _rsel (C1, R3, R4).
+        self._reader: Final = threading.RLock()
+        self._reader_is_me: Final = _owned_by_me(self._reader)
+        self._buf: Optional[bytearray] = None
+        self._frame: Optional[memoryview] = None
+
+        # The writer role: held while send uses the descriptor or waits for
+        # room in the kernel buffer. Owns _wsel (C2, S4).
+        self._writer: Final = threading.RLock()
+        self._writer_is_me: Final = _owned_by_me(self._writer)
+
+        # Set once by close(), before it waits out the roles; a role holder
+        # that sees it false may use the descriptors until it lets go.
+        self._closed = False
+        # Set by a close() that interrupted its own thread's recv/send: that
+        # call releases the descriptors as it unwinds (C5).
+        self._recv_exit_releases = False
+        self._send_exit_releases = False
+
+        # Serialises the wake-up signal with the final release, so a late
+        # close() never writes to a freed descriptor number. Re-entrant: a
+        # signal handler may call close() while this thread holds it.
+        self._fds_lock: Final = threading.RLock()
+        self._woken = False
+        self._released = False
+
+        # Cached: the bound address never changes, and reading it from the
+        # cache needs no role. None until an adopted socket gets bound.
+        self._local: Optional[Address] = local
+
+    # -- the hot path -------------------------------------------------------
+
+    def recv(self, timeout: Optional[float] = None) -> tuple[memoryview, Address]:
+        """Block until one datagram arrives; return ``(frame, source address)``.
+
+        ``frame`` is a read-only view of exactly the datagram's bytes. It
+        stays valid until the next ``recv`` on this Socket, which releases
+        it; keep ``bytes(frame)`` to hold on longer. Slices of a frame that
+        you keep are never overwritten.
+
+        ``timeout``: ``None`` waits until a datagram or ``close()``; ``0``
+        polls; ``t > 0`` waits at most ``t`` seconds in all.
+
+        Raises ``ClosedError`` once the Socket is closed (also when
+        ``close()`` interrupts the wait), ``TimeoutError`` on timeout,
+        ``ConcurrentRecvError`` if another ``recv`` is running,
+        ``ValueError`` for a negative timeout, and the kernel's ``OSError``
+        (e.g. ``ConnectionRefusedError``) verbatim.
+
+        Thread-safe in the sense of C1: one caller at a time, checked.
+        """
+        if timeout is not None:
+            _check_timeout(timeout)
+        reader = self._reader
+        # The ownership test is the non-blocking acquire itself: atomic, so
+        # two threads can never both pass it (C1). _reader_is_me catches a
+        # nested call from a signal handler on the reading thread.
+        if self._reader_is_me() or not reader.acquire(False):
+            raise self._recv_refused()
+        try:
+            frame = self._frame
+            if frame is not None:
+                self._frame = None
+                try:
+                    frame.release()  # R3: a stale frame now fails loudly
+                except BufferError:
+                    pass  # the caller exports the frame itself: it stays valid
+                buf = self._buf
+                if buf is not None and is_exported(buf):
+                    self._buf = None  # R4: still seen through a view; never write it again
+            if self._closed:
+                self._return_buffer()
+                raise ClosedError()
+            buf = self._buf
+            if buf is None:
+                buf = self._buf = self._pool.get()
+            try:
+                nbytes, addr = self._sock.recvfrom_into(buf)
+            except BlockingIOError:
+                nbytes, addr = self._wait_and_recv(buf, timeout)
+            frame = self._frame = memoryview(buf).toreadonly()[:nbytes]
+            return frame, addr
+        finally:
+            if self._recv_exit_releases:
+                self._release()
+            reader.release()
+
+    def send(self, frame: object, dst: Address, timeout: Optional[float] = None) -> int:
+        """Send ``frame`` as one datagram to ``dst``; return the bytes written.
+
+        ``frame`` is anything with the buffer protocol (a frame from
+        ``recv`` echoes without a copy); ``dst`` is an address tuple as
+        ``recv`` returns it. When the kernel's send buffer is full, waits for
+        room: ``timeout`` bounds that wait as in ``recv``.
+
+        Raises ``TypeError``/``ValueError``/``OverflowError`` naming a bad
+        ``frame`` or ``dst`` (the Socket stays usable), ``ClosedError``,
+        ``TimeoutError``, and kernel errors (``EMSGSIZE``, ``ECONNREFUSED``,
+        ...) verbatim with their errno.
+
+        Thread-safe: any number of threads may send, also while another
+        thread is in ``recv``.
+        """
+        writer = self._writer
+        deadline = None
+        if timeout is None:
+            writer.acquire()
+        else:
+            _check_timeout(timeout)
+            deadline = monotonic() + timeout
+            if not writer.acquire(True, min(timeout, threading.TIMEOUT_MAX)):
+                raise TimeoutError(f"udpio: send timed out after {timeout} s waiting for another send")
+        try:
+            if self._closed:
+                raise ClosedError()
+            try:
+                return self._sock.sendto(frame, dst)  # type: ignore[arg-type]
+            except BlockingIOError:
+                return self._wait_and_send(frame, dst, deadline, timeout)
+            except (TypeError, ValueError, OverflowError, BufferError) as exc:
+                raise _bad_send_arguments(frame, dst, exc) from None
+        finally:
+            if self._send_exit_releases:
+                self._release()
+            writer.release()
+
+    # -- waiting (the slow path) --------------------------------------------
+
+    def _wait_and_recv(self, buf: bytearray, timeout: Optional[float]) -> tuple[int, Address]:
+        # Caller holds the reader role. Wait only after the syscall said
+        # "would block", and retry it after every wake-up.
+        deadline = None if timeout is None else monotonic() + timeout
+        select = self._rsel.select
+        recvfrom_into = self._sock.recvfrom_into
+        while True:
+            _wait(select, deadline, timeout, "recv")
+            if self._closed:
+                raise ClosedError("closed while waiting in recv")
+            try:
+                return recvfrom_into(buf)
+            except BlockingIOError:
+                continue  # a wake-up with nothing to read; wait again
+
+    def _wait_and_send(
+        self, frame: object, dst: Address, deadline: Optional[float], timeout: Optional[float]
+    ) -> int:
+        # Caller holds the writer role, which also guards _wsel.
+        wsel = self._wsel
+        if wsel is None:
+            wsel = selectors.DefaultSelector()
+            try:
+                wsel.register(self._sock, selectors.EVENT_WRITE)
+                wsel.register(self._wakeup.fileno(), selectors.EVENT_READ)
+            except BaseException:
+                wsel.close()
+                raise
+            self._wsel = wsel
+        select = wsel.select
+        while True:
+            _wait(select, deadline, timeout, "send")
+            if self._closed:
+                raise ClosedError("closed while waiting in send")
+            try:
+                return self._sock.sendto(frame, dst)  # type: ignore[arg-type]
+            except BlockingIOError:
+                continue
+
+    # -- close --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the Socket. Idempotent; thread-safe; safe in a signal handler.
+
+        A ``recv`` or ``send`` blocked on another thread raises
+        ``ClosedError`` at once. When ``close()`` returns, no call is using
+        the descriptors and all of them are closed, with one exception:
+        called on a thread whose own ``recv``/``send`` it interrupted (a
+        signal handler), it cannot wait for that call, which then raises
+        ``ClosedError`` and closes the descriptors as it unwinds.
+
+        A frame the caller is still reading stays valid until its next
+        ``recv`` (which raises ``ClosedError``).
+        """
+        self._closed = True
+        self._wake()
+        interrupted_recv = self._reader_is_me()
+        interrupted_send = self._writer_is_me()
+        # Waiting out a role = acquiring and releasing its lock; the holder
+        # was just woken and sees _closed, so this takes microseconds.
+        if not interrupted_recv:
+            with self._reader:
+                pass
+        if not interrupted_send:
+            with self._writer:
+                pass
+        if interrupted_recv:
+            self._recv_exit_releases = True
+        elif interrupted_send:
+            self._send_exit_releases = True
+        else:
+            self._release()
+
+    def _wake(self) -> None:
+        with self._fds_lock:
+            if not (self._woken or self._released):
+                self._woken = True
+                self._wakeup.signal()
+
+    def _release(self) -> None:
+        # Every step is idempotent, so a re-entrant call from a signal
+        # handler that interrupted this very method is harmless.
+        with self._fds_lock:
+            if self._released:
+                return
+            self._closed = True
+            try:
+                self._rsel.close()
+                if self._wsel is not None:
+                    self._wsel.close()
+                self._wakeup.close()
+            finally:
+                self._sock.close()
+                self._released = True
+
+    def _return_buffer(self) -> None:
+        # Caller holds the reader role.
+        buf, self._buf = self._buf, None
+        if buf is not None:
+            self._pool.put(buf)
+
+    def _recv_refused(self) -> Exception:
+        if self._closed:
+            return ClosedError()
+        return ConcurrentRecvError(
+            "udpio: recv called while another recv is running on this Socket "
+            "(one reader at a time; dispatch frames from a single reader thread)"
+        )
+
+    # -- introspection and lifetime -----------------------------------------
+
+    def conn(self) -> socket.socket:
+        """The underlying ``socket.socket`` (the very one given to ``wrap_conn``).
+
+        An escape hatch: using it bypasses every rule of this class. After
+        ``close()`` it is closed. Thread-safe.
+        """
+        return self._sock
+
+    def local_addr(self) -> Optional[Address]:
+        """The bound address (with the real port), or ``None`` if closed or never bound.
+
+        An adopted socket that was never bound gets an address from its
+        first ``send``. Thread-safe; it may wait for a ``send`` that is
+        waiting for buffer room.
+        """
+        if self._closed:
+            return None
+        local = self._local
+        if local is None:
+            with self._writer:  # the descriptor may only be used under a role
+                if self._closed:
+                    return None
+                local = self._local = _bound_address(self._sock)
+        return local
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return "<udpio.Socket closed>"
+        local = self._local
+        where = "unbound" if local is None else _format(local)
+        return f"<udpio.Socket {where}>"
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # No call can be running: it would hold a reference to self.
+        if getattr(self, "_released", True):
+            return  # closed, or __init__ never finished
+        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
+        self._release()
+
+
+def _bound_address(sock: socket.socket) -> Optional[Address]:
+    # Port 0 from getsockname() means "not bound yet": binding to port 0
+    # always yields a real port.
+    addr: Address = sock.getsockname()
+    return addr if addr[1] != 0 else None
+
+
+def _wait(
+    select: Callable[[Optional[float]], object],
+    deadline: Optional[float],
+    timeout: Optional[float],
+    what: str,
+) -> None:
+    # One selector wait bounded by the deadline. epoll/select retry EINTR
+    # themselves with the remaining time (PEP 475), and we recompute from
+    # the deadline on every loop, so neither signals nor spurious wake-ups
+    # stretch a timeout (R7, C6).
+    if deadline is None:
+        select(None)
+        return
+    remaining = deadline - monotonic()
+    if remaining <= 0:
+        raise TimeoutError(f"udpio: {what} timed out after {timeout} s")
+    select(remaining)
+
+
+def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception:
+    # Only reached after sendto refused its arguments; decide which one was
+    # wrong so the message names it, keeping the exception's type.
+    try:
+        view = memoryview(frame)  # type: ignore[arg-type]
+    except TypeError:
+        return TypeError(
+            f"udpio: frame must support the buffer protocol (bytes, bytearray, "
+            f"memoryview), not {type(frame).__name__}"
+        )
+    contiguous = view.c_contiguous
+    view.release()
+    if not contiguous:
+        return TypeError("udpio: frame must be a C-contiguous buffer")
+    return type(exc)(f"udpio: bad destination {dst!r}: {exc}")
+
+
+def _format(addr: Address) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(
+    addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
+) -> Socket:
+    """Resolve ``addr``, bind a UDP socket to it, and return it as a Socket.
+
+    ``addr`` is ``"host:port"`` (``"127.0.0.1:0"``, ``"[::1]:9000"``,
+    ``"localhost:0"``, ``":9000"`` for all IPv4 interfaces, ``"[::]:9000"``)
+    or a ``(host, port)`` tuple; port 0 picks a free port. The first
+    resolved address that binds wins. ``rcvbuf``/``sndbuf`` set
+    ``SO_RCVBUF``/``SO_SNDBUF``.
+
+    Raises ``ValueError``/``TypeError`` for a malformed address or buffer
+    size (quoting it), ``socket.gaierror`` for a host that does not
+    resolve, and the kernel's ``OSError`` (e.g. ``EADDRINUSE``). A failed
+    call leaves no descriptor open. Thread-safe.
+    """
+    for name, size in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool):
+                raise TypeError(f"udpio: {name} must be an int, not {type(size).__name__}")
+            if size <= 0:
+                raise ValueError(f"udpio: {name} must be positive, not {size}")
+    first_error: Optional[OSError] = None
+    for family, sockaddr in resolve(addr):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if rcvbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if sndbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+            sock.bind(sockaddr)
+            return Socket(sock)
+        except OSError as exc:
+            sock.close()
+            if first_error is None:
+                first_error = exc
+        except BaseException:
+            sock.close()
+            raise
+    assert first_error is not None  # resolve() never returns an empty list
+    raise first_error
+
+
+def wrap_conn(conn: socket.socket) -> Socket:
+    """Adopt an existing UDP socket (IPv4 or IPv6, bound or not) as a Socket.
+
+    On success the Socket owns ``conn``: it makes it nonblocking and
+    ``close()`` closes it; do not close it yourself.
+
+    Raises ``TypeError`` for something that is not a ``socket.socket`` and
+    ``ValueError`` for a closed, non-UDP or non-IP socket; then ``conn`` is
+    left exactly as it was. Thread-safe.
+    """
+    if not isinstance(conn, socket.socket):
+        raise TypeError(f"udpio: wrap_conn needs a socket.socket, not {type(conn).__name__}")
+    if conn.fileno() == -1:
+        raise ValueError("udpio: wrap_conn got a closed socket")
+    if conn.type != socket.SOCK_DGRAM:
+        raise ValueError(f"udpio: wrap_conn needs a UDP (SOCK_DGRAM) socket, not {conn.type!r}")
+    if conn.family not in _FAMILIES:
+        raise ValueError(f"udpio: wrap_conn needs an AF_INET or AF_INET6 socket, not {conn.family!r}")
+    was_blocking = conn.getblocking()
+    try:
+        return Socket(conn)
+    except BaseException:
+        conn.setblocking(was_blocking)
+        raise
