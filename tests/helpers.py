@@ -1,0 +1,146 @@
+"""Shared test helpers: descriptor counts, bounded joins and deadline polling.
+
+Every thread a test starts is joined with a timeout and the test fails if
+it is still alive; every wait for "a moment" polls with a deadline. No
+test sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import udpio
+
+T = TypeVar("T")
+
+#: Generous bound for anything that should take microseconds: the CI machine
+#: is shared and noisy, so a bound only catches hangs, not slowness.
+HANG = 10.0
+
+
+def fd_count() -> int:
+    """How many descriptors this process has open (Linux /proc, else /dev/fd)."""
+    for path in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(path):
+            return len(os.listdir(path))
+    raise RuntimeError("no way to count descriptors on this platform")
+
+
+def open_fds() -> set[int]:
+    """The descriptor numbers open now."""
+    for path in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(path):
+            return {int(name) for name in os.listdir(path)}
+    raise RuntimeError("no way to list descriptors on this platform")
+
+
+def fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def join(thread: threading.Thread, timeout: float = HANG) -> None:
+    """Join ``thread`` or fail the test if it is still running after ``timeout``."""
+    thread.join(timeout)
+    if thread.is_alive():
+        raise AssertionError(f"thread {thread.name} still running after {timeout} s (hang)")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = HANG, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.001)
+
+
+class Outcome:
+    """What a call on another thread returned or raised."""
+
+    def __init__(self) -> None:
+        self.value: object = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+def run_in_thread(fn: Callable[[], object], name: str = "worker") -> tuple[threading.Thread, Outcome]:
+    """Start ``fn`` on a daemon thread; the Outcome records its result or exception."""
+    outcome = Outcome()
+
+    def body() -> None:
+        try:
+            outcome.value = fn()
+        except BaseException as exc:  # recorded for the test to assert on
+            outcome.error = exc
+        finally:
+            outcome.done.set()
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def thread_is_waiting_in_select(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is parked in a selector wait (its frame stack shows select)."""
+    import sys
+
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name in ("select", "_wait"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def wait_blocked(thread: threading.Thread) -> None:
+    """Wait until ``thread`` is blocked in a udpio selector wait (or fail)."""
+    wait_until(lambda: thread_is_waiting_in_select(thread), what=f"{thread.name} to block in select")
+
+
+@contextmanager
+def pair(family: str = "127.0.0.1") -> Iterator[tuple[udpio.Socket, udpio.Socket]]:
+    """Two bound udpio Sockets on loopback, closed on exit."""
+    host = f"[{family}]" if ":" in family else family
+    a = udpio.listen(f"{host}:0")
+    try:
+        b = udpio.listen(f"{host}:0")
+        try:
+            yield a, b
+        finally:
+            b.close()
+    finally:
+        a.close()
+
+
+@contextmanager
+def plain_peer(family: int = socket.AF_INET) -> Iterator[socket.socket]:
+    """A plain blocking UDP socket on loopback, for talking to a udpio Socket."""
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, 0))
+        sock.settimeout(HANG)
+        yield sock
+    finally:
+        sock.close()
+
+
+def has_ipv6() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

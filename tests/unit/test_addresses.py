@@ -1,0 +1,176 @@
+"""A1-A4: what listen accepts, how it refuses, and that refusing leaks nothing."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import udpio
+from udpio import _addresses
+from tests.helpers import fd_count
+
+
+@pytest.fixture(autouse=True)
+def numeric_hosts_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test may trigger a DNS query: only numeric hosts and 'localhost' resolve."""
+    real = socket.getaddrinfo
+
+    def local_only(host: Any, *args: Any) -> Any:
+        if host != "localhost":
+            family, type_, proto, flags = args[1:5]
+            return real(host, args[0], family, type_, proto, flags | socket.AI_NUMERICHOST)
+        return real(host, *args)
+
+    monkeypatch.setattr(_addresses, "_getaddrinfo", local_only)
+    yield
+
+
+@pytest.mark.parametrize(
+    "addr, family, host",
+    [
+        ("127.0.0.1:0", socket.AF_INET, "127.0.0.1"),
+        pytest.param("[::1]:0", socket.AF_INET6, "::1", marks=pytest.mark.ipv6),
+        (":0", socket.AF_INET, "0.0.0.0"),
+        ("0.0.0.0:0", socket.AF_INET, "0.0.0.0"),
+        pytest.param("[::]:0", socket.AF_INET6, "::", marks=pytest.mark.ipv6),
+        (("127.0.0.1", 0), socket.AF_INET, "127.0.0.1"),
+        (("", 0), socket.AF_INET, "0.0.0.0"),
+    ],
+)
+def test_a1_accepted_forms(addr: object, family: int, host: str) -> None:
+    with udpio.listen(addr) as sock:
+        assert sock.conn().family == family
+        local = sock.local_addr()
+        assert local is not None
+        assert local[0] == host
+        assert local[1] != 0  # port 0 became a real ephemeral port
+
+
+def test_a1_localhost_resolves_to_first_usable_result() -> None:
+    with udpio.listen("localhost:0") as sock:
+        local = sock.local_addr()
+        assert local is not None and local[0] in ("127.0.0.1", "::1")
+
+
+def test_a1_explicit_port_is_used() -> None:
+    with udpio.listen("127.0.0.1:0") as probe:
+        local = probe.local_addr()
+        assert local is not None
+        port = local[1]
+    with udpio.listen(f"127.0.0.1:{port}") as sock:
+        assert sock.local_addr() == ("127.0.0.1", port)
+
+
+MALFORMED = [
+    "",
+    "127.0.0.1",
+    "127.0.0.1:",
+    "127.0.0.1:http",
+    "127.0.0.1:+1",
+    "127.0.0.1: 1",
+    "127.0.0.1:1_0",
+    "127.0.0.1:-1",
+    "127.0.0.1:65536",
+    "127.0.0.1:99999999999999999999",
+    "127.0.0.1:\u0661",  # an Arabic-Indic digit: isdigit() but not decimal ASCII
+    "[::1:9000",
+    "::1]:9000",
+    "[::1]9000",
+    "[::1]",
+    "[]:9000",
+    "[[::1]]:9000",
+    "::1:9000",
+    "local\0host:0",
+]
+
+
+@pytest.mark.parametrize("addr", MALFORMED)
+def test_a2_malformed_address_raises_value_error_quoting_it(addr: str) -> None:
+    with pytest.raises(ValueError) as info:
+        udpio.listen(addr)
+    assert repr(addr) in str(info.value)
+
+
+@pytest.mark.parametrize("addr", [None, 9000, 1.5, b"127.0.0.1:0", ["127.0.0.1", 0], {"host": "x"}])
+def test_a2_wrong_type_raises_type_error_quoting_it(addr: object) -> None:
+    with pytest.raises(TypeError) as info:
+        udpio.listen(addr)
+    assert repr(addr) in str(info.value)
+
+
+@pytest.mark.parametrize("addr", [("127.0.0.1", -1), ("127.0.0.1", 65536), ("127.0.0.1", 10**30)])
+def test_a2_tuple_port_out_of_range_is_value_error(addr: tuple[str, int]) -> None:
+    with pytest.raises(ValueError, match="outside 0..65535"):
+        udpio.listen(addr)
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [(), ("127.0.0.1",), ("127.0.0.1", 0, 0), (1, 0), ("127.0.0.1", "80"), ("127.0.0.1", True), (None, 0)],
+)
+def test_a2_tuple_of_wrong_shape_is_type_or_value_error(addr: tuple[object, ...]) -> None:
+    with pytest.raises((TypeError, ValueError)) as info:
+        udpio.listen(addr)
+    assert repr(addr) in str(info.value)
+
+
+def test_a2_unresolvable_host_raises_gaierror() -> None:
+    with pytest.raises(socket.gaierror):
+        udpio.listen("no-such-host.invalid:0")
+
+
+def test_a2_port_in_use_raises_kernel_eaddrinuse() -> None:
+    with udpio.listen("127.0.0.1:0") as first:
+        local = first.local_addr()
+        assert local is not None
+        with pytest.raises(OSError) as info:
+            udpio.listen(f"127.0.0.1:{local[1]}")
+    assert info.value.errno == errno.EADDRINUSE
+
+
+def test_a2_bad_buffer_sizes() -> None:
+    with pytest.raises(TypeError, match="rcvbuf"):
+        udpio.listen("127.0.0.1:0", rcvbuf="big")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sndbuf"):
+        udpio.listen("127.0.0.1:0", sndbuf=0)
+
+
+def test_a3_failed_listen_leaks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    with udpio.listen("127.0.0.1:0") as busy:
+        local = busy.local_addr()
+        assert local is not None
+        before = fd_count()
+        for bad in MALFORMED + ["no-such-host.invalid:0", f"127.0.0.1:{local[1]}"]:
+            with pytest.raises((ValueError, OSError)):
+                udpio.listen(bad)
+        assert fd_count() == before
+
+
+def test_a3_failure_inside_socket_setup_leaks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import udpio._socket as impl
+
+    def no_more_fds() -> None:
+        raise OSError(errno.EMFILE, "Too many open files (simulated)")
+
+    before = fd_count()
+    monkeypatch.setattr(impl, "Wakeup", no_more_fds)
+    with pytest.raises(OSError) as info:
+        udpio.listen("127.0.0.1:0")
+    assert info.value.errno == errno.EMFILE
+    assert fd_count() == before
+
+
+def test_a4_rcvbuf_and_sndbuf_are_set() -> None:
+    with udpio.listen("127.0.0.1:0") as plain:
+        default_rcv = plain.conn().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        default_snd = plain.conn().getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    with udpio.listen("127.0.0.1:0", rcvbuf=4096, sndbuf=8192) as sock:
+        rcv = sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        snd = sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    # Linux doubles the request for bookkeeping; either way it moved off the default.
+    assert 4096 <= rcv < default_rcv
+    assert 8192 <= snd < default_snd

@@ -1,0 +1,75 @@
+"""The public API table of the contract: names, types, context manager, repr."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import udpio
+from tests.helpers import pair
+
+
+def test_api_public_names_are_exactly_the_contract_table() -> None:
+    assert set(udpio.__all__) == {
+        "Address",
+        "ClosedError",
+        "ConcurrentRecvError",
+        "ErrClosed",
+        "Socket",
+        "listen",
+        "wrap_conn",
+    }
+    for name in ("recv", "send", "close", "conn", "local_addr", "__enter__", "__exit__"):
+        assert callable(getattr(udpio.Socket, name)), name
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [udpio.listen, udpio.wrap_conn, udpio.Socket, udpio.ClosedError, udpio.ConcurrentRecvError]
+    + [getattr(udpio.Socket, n) for n in ("recv", "send", "close", "conn", "local_addr")],
+    ids=lambda o: o.__qualname__,
+)
+def test_api_every_public_name_documents_raises_and_thread_safety(obj: object) -> None:
+    doc = inspect.getdoc(obj)
+    assert doc and len(doc) > 40
+    # conn, local_addr and close raise nothing of their own.
+    if inspect.isfunction(obj) and obj.__name__ not in ("conn", "local_addr", "close"):
+        assert "raises" in doc.lower(), f"{obj.__qualname__} does not say what it raises"
+    if inspect.isfunction(obj):
+        assert "thread" in doc.lower() or "Thread" in doc, f"{obj.__qualname__} says nothing of threads"
+
+
+def test_api_closed_error_is_oserror_with_prefix_and_alias() -> None:
+    assert udpio.ErrClosed is udpio.ClosedError
+    assert issubclass(udpio.ClosedError, OSError)
+    err = udpio.ClosedError()
+    assert str(err).startswith("udpio: socket closed")
+    assert str(udpio.ClosedError("while waiting")).startswith("udpio: socket closed")
+
+
+def test_api_concurrent_recv_error_is_runtime_error() -> None:
+    assert issubclass(udpio.ConcurrentRecvError, RuntimeError)
+
+
+def test_api_context_manager_closes_on_exit() -> None:
+    with udpio.listen("127.0.0.1:0") as sock:
+        assert isinstance(sock, udpio.Socket)
+        assert sock.local_addr() is not None
+    assert sock.local_addr() is None
+    with pytest.raises(udpio.ClosedError):
+        sock.recv(timeout=0)
+
+
+def test_api_context_manager_closes_when_body_raises() -> None:
+    with pytest.raises(KeyError):
+        with udpio.listen("127.0.0.1:0") as sock:
+            raise KeyError("boom")
+    assert sock.conn().fileno() == -1
+
+
+def test_api_repr_shows_address_then_closed() -> None:
+    with pair() as (a, _):
+        port = a.conn().getsockname()[1]
+        assert repr(a) == f"<udpio.Socket 127.0.0.1:{port}>"
+    assert repr(a) == "<udpio.Socket closed>"
