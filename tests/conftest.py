@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import faulthandler
+import os
+import sys
+from collections.abc import Iterator
+
 import pytest
 
 from tests.helpers import has_ipv6
@@ -19,3 +24,19 @@ def loopback(request: pytest.FixtureRequest) -> str:
     """Each test that takes it runs once on IPv4 and once on IPv6 loopback."""
     host: str = request.param
     return host
+
+
+#: Seconds one test may take before the run is killed with every thread's stack.
+WATCHDOG = float(os.environ.get("UDPIO_TEST_WATCHDOG", "120"))
+
+
+@pytest.fixture(autouse=True)
+def watchdog() -> Iterator[None]:
+    """Turn a hang into a failure: a deadlock on the main thread (say, a close()
+    in a signal handler waiting for its own recv) cannot be bounded by a
+    join timeout, so a hung test dumps all stacks and ends the run."""
+    faulthandler.dump_traceback_later(WATCHDOG, exit=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()

@@ -144,3 +144,19 @@ def has_ipv6() -> bool:
     except OSError:
         return False
     return True
+
+
+def descriptors_closed(sock: udpio.Socket) -> bool:
+    """Whether the socket, its selectors and both wake-up ends are all closed.
+
+    Looks at the objects (white-box) rather than at descriptor numbers,
+    which the kernel hands out again at once to whoever opens next.
+    """
+    wakeup = sock._wakeup
+    selectors = [sock._rsel] + ([sock._wsel] if sock._wsel is not None else [])
+    return (
+        sock.conn().fileno() == -1
+        and all(sel.get_map() is None for sel in selectors)
+        and wakeup._reader.fileno() == -1
+        and wakeup._writer.fileno() == -1
+    )

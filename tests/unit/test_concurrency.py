@@ -1,0 +1,409 @@
+"""C1-C6: one reader, many senders, close from anywhere (threads, signal handlers)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Optional
+
+import pytest
+
+import udpio
+from tests.helpers import (
+    HANG,
+    descriptors_closed,
+    join,
+    pair,
+    plain_peer,
+    run_in_thread,
+    wait_blocked,
+    wait_until,
+)
+
+needs_signals = pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+
+
+def test_c1_second_reader_fails_at_once_first_undisturbed() -> None:
+    with pair() as (rx, tx):
+        reader, outcome = run_in_thread(lambda: rx.recv(timeout=HANG), "reader")
+        wait_blocked(reader)
+        with pytest.raises(udpio.ConcurrentRecvError):
+            rx.recv(timeout=HANG)  # would block for HANG seconds if it were let in
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"for the first reader", dst)
+        join(reader)
+        assert outcome.error is None
+        frame, _ = outcome.value  # type: ignore[misc]
+        assert frame == b"for the first reader"  # no datagram lost to the refused call
+
+
+def test_c1_ownership_is_atomic_no_datagram_lost_or_duplicated() -> None:
+    count, threads_n = 100, 6
+    with pair() as (rx, tx), plain_peer() as peer:
+        rx.conn().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        dst = rx.local_addr()
+        assert dst is not None
+        got: list[bytes] = []
+        refused = [0]
+        lock = threading.Lock()
+        start = threading.Barrier(threads_n + 1)
+        stop = threading.Event()
+
+        def contender() -> None:
+            start.wait()
+            while not stop.is_set():
+                try:
+                    frame, _ = rx.recv(timeout=0.01)
+                except (udpio.ConcurrentRecvError, TimeoutError) as exc:
+                    if isinstance(exc, udpio.ConcurrentRecvError):
+                        with lock:
+                            refused[0] += 1
+                    continue
+                data = bytes(frame)
+                with lock:
+                    got.append(data)
+
+        threads = [threading.Thread(target=contender) for _ in range(threads_n)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        for i in range(count):
+            peer.sendto(i.to_bytes(4, "big"), dst)
+        wait_until(lambda: len(got) >= count, what="every datagram to be received")
+        stop.set()
+        for thread in threads:
+            join(thread)
+        assert sorted(int.from_bytes(d, "big") for d in got) == list(range(count))
+        assert refused[0] > 0  # the contenders really did collide
+
+
+def test_c1_closed_socket_recv_raises_closed_never_concurrent() -> None:
+    with pair() as (rx, _):
+        reader, outcome = run_in_thread(rx.recv, "reader")
+        wait_blocked(reader)
+        rx.close()
+        join(reader)
+        assert isinstance(outcome.error, udpio.ClosedError)
+        results: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def late() -> None:
+            start.wait()
+            try:
+                rx.recv()
+            except BaseException as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=late) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            join(thread)
+        assert len(results) == 8
+        assert all(type(exc) is udpio.ClosedError for exc in results), results
+
+
+def test_c1_nested_recv_on_the_reading_thread_is_refused() -> None:
+    # A signal handler that calls recv while recv runs on the same thread.
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        seen: list[BaseException] = []
+
+        def nested(signum: int, frame: Optional[FrameType]) -> None:
+            try:
+                rx.recv(timeout=0)
+            except BaseException as exc:
+                seen.append(exc)
+            tx.send(b"after the handler", dst)
+
+        with _signal_handler(signal.SIGUSR1, nested):
+            _kill_main_when_blocked()
+            frame, _ = rx.recv(timeout=HANG)
+        assert frame == b"after the handler"
+        assert len(seen) == 1 and isinstance(seen[0], udpio.ConcurrentRecvError)
+
+
+def test_c2_many_senders_and_a_reader_at_once() -> None:
+    senders, each = 8, 150
+    with pair() as (rx, tx):
+        rx.conn().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        dst = rx.local_addr()
+        assert dst is not None
+        got: set[bytes] = set()
+        expected = {f"{s}:{i}".encode() for s in range(senders) for i in range(each)}
+
+        def read_all() -> None:
+            while len(got) < len(expected):
+                frame, _ = rx.recv(timeout=HANG)
+                got.add(bytes(frame))
+
+        reader, outcome = run_in_thread(read_all, "reader")
+        start = threading.Barrier(senders)
+
+        def send_all(s: int) -> None:
+            start.wait()
+            for i in range(each):
+                assert tx.send(f"{s}:{i}".encode(), dst) == len(f"{s}:{i}")
+
+        threads = [threading.Thread(target=send_all, args=(s,)) for s in range(senders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            join(thread)
+        join(reader)
+        assert outcome.error is None
+        assert got == expected
+
+
+def test_c3_close_from_16_threads_at_once() -> None:
+    rx = udpio.listen("127.0.0.1:0")
+    reader, outcome = run_in_thread(rx.recv, "reader")
+    wait_blocked(reader)
+    start = threading.Barrier(16)
+    verdicts: list[str] = []
+    lock = threading.Lock()
+
+    def closer() -> None:
+        start.wait()
+        rx.close()
+        # The moment any close() returns: the reader is out and every descriptor is gone.
+        closed = descriptors_closed(rx)
+        # The reader thread holds the reader role until recv has raised;
+        # RLock's repr names its owner (other closers may hold it briefly).
+        reader_out = f"owner={reader.ident} " not in repr(rx._reader)
+        with lock:
+            verdicts.append(f"closed={closed} reader_out={reader_out}")
+
+    threads = [threading.Thread(target=closer) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        join(thread)
+    join(reader)
+    assert isinstance(outcome.error, udpio.ClosedError)
+    assert set(verdicts) == {"closed=True reader_out=True"}, verdicts
+    with pytest.raises(udpio.ClosedError):
+        rx.recv()
+    with pytest.raises(udpio.ClosedError):
+        rx.send(b"x", ("127.0.0.1", 9))
+
+
+def test_c3_close_waits_for_sends_in_flight() -> None:
+    # Senders hammer the socket while it closes: each call must end with its
+    # result or ClosedError, never EBADF from a descriptor closed under it.
+    with plain_peer() as peer:
+        rx = udpio.listen("127.0.0.1:0")
+        dst = peer.getsockname()
+        errors: list[BaseException] = []
+        sent = [0]
+        start = threading.Barrier(5)
+
+        def hammer() -> None:
+            start.wait()
+            while True:
+                try:
+                    rx.send(b"x", dst)
+                    sent[0] += 1
+                except udpio.ClosedError:
+                    return
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        wait_until(lambda: sent[0] > 200, what="senders to get going")
+        rx.close()
+        for thread in threads:
+            join(thread)
+        assert errors == []
+
+
+@contextmanager
+def _waiting_sender(tmp_path: Path) -> Iterator[tuple[udpio.Socket, str]]:
+    # See test_send._full_send_buffer: a Unix datagram sink that never reads.
+    path = str(tmp_path / "sink")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = udpio.Socket(conn)
+    try:
+        while True:
+            try:
+                conn.sendto(b"x" * 512, path)
+            except BlockingIOError:
+                break
+        yield sock, path
+    finally:
+        sock.close()
+        sink.close()
+
+
+def test_c3_close_wakes_blocked_recv_and_blocked_send_together(tmp_path: Path) -> None:
+    with _waiting_sender(tmp_path) as (sock, path):
+        reader, read_out = run_in_thread(sock.recv, "reader")
+        sender, send_out = run_in_thread(lambda: sock.send(b"y", path), "sender")  # type: ignore[arg-type]
+        wait_blocked(reader)
+        wait_blocked(sender)
+        sock.close()
+        assert descriptors_closed(sock)
+        join(reader)
+        join(sender)
+        assert isinstance(read_out.error, udpio.ClosedError)
+        assert isinstance(send_out.error, udpio.ClosedError)
+
+
+def test_c4_close_wakes_blocked_recv_within_milliseconds() -> None:
+    latencies = []
+    for _ in range(30):
+        rx = udpio.listen("127.0.0.1:0")
+        woke_at: list[float] = []
+
+        def reader(sock: udpio.Socket = rx, out: list[float] = woke_at) -> None:
+            try:
+                sock.recv()
+            except udpio.ClosedError:
+                out.append(time.perf_counter())
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        wait_blocked(thread)
+        closed_at = time.perf_counter()
+        rx.close()
+        join(thread)
+        assert len(woke_at) == 1
+        latencies.append(woke_at[0] - closed_at)
+    # The contract's target is p99 < 1 ms on an idle machine (the benchmark
+    # reports it). Here only a loose bound, for a shared, noisy CI machine:
+    # a poll interval or a missed wake-up would take far longer.
+    assert statistics.median(latencies) < 0.05, latencies
+    assert max(latencies) < 1.0, latencies
+
+
+@contextmanager
+def _signal_handler(signum: int, handler: signal.Handlers | object) -> Iterator[None]:
+    previous = signal.signal(signum, handler)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+
+
+def _kill_main_when_blocked(signum: int = signal.SIGUSR1) -> threading.Thread:
+    """From a helper thread: wait until the main thread waits in select, then signal it."""
+    main = threading.main_thread()
+
+    def fire() -> None:
+        wait_blocked(main)
+        signal.pthread_kill(main.ident or 0, signum)
+
+    helper = threading.Thread(target=fire, name="signaller", daemon=True)
+    helper.start()
+    return helper
+
+
+@needs_signals
+def test_c5_close_from_signal_handler_on_the_reading_thread() -> None:
+    assert threading.current_thread() is threading.main_thread()
+    rx = udpio.listen("127.0.0.1:0")
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        rx.close()  # must not deadlock: the interrupted recv is on this thread
+
+    with _signal_handler(signal.SIGUSR1, handler):
+        helper = _kill_main_when_blocked()
+        with pytest.raises(udpio.ClosedError):
+            rx.recv(timeout=HANG)  # a TimeoutError here would mean the close did not wake it
+        join(helper)
+    assert descriptors_closed(rx)  # released as the interrupted recv unwound
+
+
+@needs_signals
+def test_c5_close_from_signal_handler_during_blocked_send(tmp_path: Path) -> None:
+    with _waiting_sender(tmp_path) as (sock, path):
+
+        def handler(signum: int, frame: Optional[FrameType]) -> None:
+            sock.close()
+
+        with _signal_handler(signal.SIGUSR1, handler):
+            helper = _kill_main_when_blocked()
+            with pytest.raises(udpio.ClosedError):
+                sock.send(b"y", path, timeout=HANG)  # type: ignore[arg-type]
+            join(helper)
+        assert descriptors_closed(sock)
+
+
+@needs_signals
+def test_c5_close_from_signal_handler_while_another_thread_reads() -> None:
+    rx = udpio.listen("127.0.0.1:0")
+    reader, outcome = run_in_thread(rx.recv, "reader")
+    wait_blocked(reader)
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        rx.close()
+
+    with _signal_handler(signal.SIGUSR1, handler):
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+        wait_until(lambda: rx.conn().fileno() == -1, what="the handler's close to finish")
+    join(reader)
+    assert isinstance(outcome.error, udpio.ClosedError)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@needs_signals
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, _Interrupt])
+def test_c6_exception_from_signal_handler_propagates_and_socket_stays_usable(
+    exc_type: type[BaseException],
+) -> None:
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        raise exc_type("from the handler")
+
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        with _signal_handler(signal.SIGUSR1, handler):
+            helper = _kill_main_when_blocked()
+            with pytest.raises(exc_type):
+                rx.recv(timeout=HANG)
+            join(helper)
+        tx.send(b"next datagram", dst)
+        frame, _ = rx.recv(timeout=HANG)  # the reader role was released
+        assert frame == b"next datagram"
+
+
+@needs_signals
+def test_c6_interrupted_wait_is_retried_with_the_deadline_kept() -> None:
+    # A signal every 20 ms for about a second: if each one restarted the
+    # 0.3 s timeout, recv would return only after the signals stop (>1 s).
+    fired = [0]
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        fired[0] += 1
+        if fired[0] >= 50:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    with pair() as (rx, _), _signal_handler(signal.SIGALRM, handler):
+        signal.setitimer(signal.ITIMER_REAL, 0.02, 0.02)
+        try:
+            start = time.monotonic()
+            with pytest.raises(TimeoutError):
+                rx.recv(timeout=0.3)
+            elapsed = time.monotonic() - start
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    assert fired[0] >= 3  # the wait really was interrupted
+    assert 0.29 <= elapsed < 0.9, elapsed

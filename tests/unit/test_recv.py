@@ -1,0 +1,346 @@
+"""R1-R8: what recv returns, how long a frame lives, and the read buffers behind it."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import udpio
+from udpio._pool import BufferPool, is_exported
+from tests.helpers import HANG, join, pair, plain_peer, run_in_thread, wait_blocked
+
+MAX_PAYLOAD = {"127.0.0.1": 65507, "::1": 65527}
+
+
+def _pattern(size: int, seed: int) -> bytes:
+    return bytes((i * 7 + seed) & 0xFF for i in range(size))
+
+
+def test_r1_every_size_arrives_exactly(loopback: str) -> None:
+    top = MAX_PAYLOAD[loopback]
+    sizes = [0, 1, 2, 63, 64, 1472, 1500, 8192, top - 1, top, 0, 5]
+    with pair(loopback) as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        for seed, size in enumerate(sizes):
+            payload = _pattern(size, seed)
+            assert tx.send(payload, dst) == size
+            frame, src = rx.recv(timeout=HANG)
+            assert len(frame) == size
+            assert frame == payload
+            assert src[:2] == tx.local_addr()[:2]  # type: ignore[index]
+
+
+def test_r1_zero_length_datagram_is_an_empty_frame_not_eof() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"", dst)
+        tx.send(b"after", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        assert len(frame) == 0 and bytes(frame) == b""
+        frame, _ = rx.recv(timeout=HANG)
+        assert frame == b"after"
+
+
+def test_r1_no_stale_byte_of_a_longer_datagram_is_visible() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"A" * 4000, dst)
+        tx.send(b"B" * 3, dst)
+        rx.recv(timeout=HANG)
+        frame, _ = rx.recv(timeout=HANG)
+        assert bytes(frame) == b"BBB"
+        with pytest.raises(IndexError):
+            frame[3]
+        assert b"A" not in bytes(frame)
+
+
+def test_r1_larger_than_any_datagram_by_construction() -> None:
+    from udpio._pool import BUFFER_SIZE
+
+    assert BUFFER_SIZE >= 65535
+
+
+def test_r2_frame_is_read_only_1d_contiguous_bytes() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"read only", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        assert isinstance(frame, memoryview)
+        assert frame.readonly and frame.ndim == 1 and frame.c_contiguous and frame.format == "B"
+        with pytest.raises(TypeError):
+            frame[0] = 0
+        with pytest.raises(TypeError):
+            frame[0:2] = b"xx"
+        assert frame == b"read only"
+
+
+@pytest.mark.parametrize("ending", ["frame", "timeout", "closed"])
+def test_r3_frame_released_on_next_recv(ending: str) -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"first", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        assert bytes(frame) == b"first"
+        if ending == "frame":
+            tx.send(b"second", dst)
+            rx.recv(timeout=HANG)
+        elif ending == "timeout":
+            with pytest.raises(TimeoutError):
+                rx.recv(timeout=0)
+        else:
+            rx.close()
+            with pytest.raises(udpio.ClosedError):
+                rx.recv()
+        with pytest.raises(ValueError, match="released"):
+            bytes(frame)
+
+
+def test_r3_frame_stays_valid_until_next_recv() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"hold", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        tx.send(b"next", dst)
+        tx.send(b"more", dst)
+        assert bytes(frame) == b"hold"  # sends and queued datagrams do not touch it
+
+
+def test_r3_refused_recv_does_not_release_the_frame() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"keep", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        with pytest.raises(ValueError):
+            rx.recv(timeout=-1)  # bad input: never got the reader role
+        assert bytes(frame) == b"keep"
+
+
+def test_r3_frame_exported_by_caller_stays_valid_and_recv_does_not_fail() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"\x01\x02\x03\x04", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        unpacker = struct.iter_unpack("B", frame)  # holds a buffer export of the frame itself
+        tx.send(b"\xff\xff\xff\xff", dst)
+        second, _ = rx.recv(timeout=HANG)  # must not raise BufferError
+        assert bytes(second) == b"\xff" * 4
+        assert bytes(frame) == b"\x01\x02\x03\x04"  # still valid, not overwritten (R4)
+        assert [v for (v,) in unpacker] == [1, 2, 3, 4]
+
+
+def test_r4_retained_slice_not_overwritten() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"0123456789", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        kept = frame[2:5]
+        for i in range(5):
+            tx.send(bytes([65 + i]) * 10, dst)
+            rx.recv(timeout=HANG)
+        assert bytes(kept) == b"234"
+
+
+def test_r4_retained_memoryview_of_frame_not_overwritten() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"keep me", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        view = memoryview(frame)
+        tx.send(b"XXXXXXXXXXXXXXXX", dst)
+        nxt, _ = rx.recv(timeout=HANG)
+        assert bytes(view) == b"keep me"
+        assert nxt.obj is not view.obj  # the next datagram went into another buffer
+
+
+def test_r4_buffer_is_reused_once_nothing_exports_it() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"a", dst)
+        first, _ = rx.recv(timeout=HANG)
+        owner = first.obj
+        tx.send(b"b", dst)
+        second, _ = rx.recv(timeout=HANG)
+        assert second.obj is owner  # steady state: one buffer, no allocation
+
+
+def test_r4_exported_buffer_never_returns_to_the_pool() -> None:
+    pool = BufferPool(max_idle=4)
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.bind(("127.0.0.1", 0))
+    rx = udpio.Socket(conn, _pool=pool)
+    try:
+        with plain_peer() as peer:
+            peer.sendto(b"retained", conn.getsockname())
+            frame, _ = rx.recv(timeout=HANG)
+            kept = frame[:3]
+            retained = frame.obj
+            rx.close()
+            with pytest.raises(udpio.ClosedError):
+                rx.recv()  # releases the frame; the buffer is still exported by `kept`
+            assert all(buf is not retained for buf in pool._idle)
+            assert bytes(kept) == b"ret"
+    finally:
+        rx.close()
+
+
+def test_r5_close_does_not_pull_the_frame_from_the_handler() -> None:
+    with pair() as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"in the handler", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        closer, outcome = run_in_thread(rx.close, "closer")
+        join(closer)
+        assert outcome.error is None
+        assert bytes(frame) == b"in the handler"  # the handler finishes reading
+        with pytest.raises(udpio.ClosedError):
+            rx.recv()
+        with pytest.raises(ValueError):
+            bytes(frame)  # ... and the next recv released it
+
+
+def test_r6_pool_never_hands_one_buffer_to_two_owners() -> None:
+    pool = BufferPool(max_idle=3)
+    held = [pool.get() for _ in range(5)]
+    assert len({id(b) for b in held}) == 5
+    for buf in held:
+        pool.put(buf)
+    again = [pool.get() for _ in range(5)]
+    assert len({id(b) for b in again}) == 5
+
+
+def test_r6_pool_is_bounded() -> None:
+    pool = BufferPool(max_idle=3)
+    kept = [pool.put(bytearray(pool.size)) for _ in range(10)]
+    assert kept.count(True) == 3
+    assert pool.idle_count() == 3
+
+
+def test_r6_pool_refuses_exported_buffers_and_double_puts() -> None:
+    pool = BufferPool(max_idle=3)
+    buf = pool.get()
+    view = memoryview(buf)
+    assert is_exported(buf)
+    assert pool.put(buf) is False
+    view.release()
+    assert not is_exported(buf)
+    assert pool.put(buf) is True
+    with pytest.raises(RuntimeError, match="twice"):
+        pool.put(buf)
+
+
+def test_r6_pool_is_thread_safe() -> None:
+    pool = BufferPool(max_idle=4)
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def worker(tag: int) -> None:
+        start.wait()
+        for i in range(500):
+            buf = pool.get()
+            buf[0] = tag  # ownership mark: nobody else may write it while we hold it
+            buf[1] = i & 0xFF
+            if buf[0] != tag or buf[1] != i & 0xFF:
+                errors.append(f"buffer shared while thread {tag} held it")
+            pool.put(buf)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        join(thread)
+    assert errors == []
+    assert pool.idle_count() <= 4
+
+
+def test_r7_timeout_raises_after_about_t() -> None:
+    with pair() as (rx, _):
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            rx.recv(timeout=0.2)
+        elapsed = time.monotonic() - start
+        assert elapsed >= 0.19
+
+
+def test_r7_zero_timeout_polls() -> None:
+    with pair() as (rx, tx):
+        with pytest.raises(TimeoutError):
+            rx.recv(timeout=0)
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"queued", dst)
+        deadline = time.monotonic() + HANG
+        while True:  # loopback delivery is synchronous, but poll with a deadline anyway
+            try:
+                frame, _ = rx.recv(timeout=0)
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline
+        assert frame == b"queued"
+
+
+@pytest.mark.parametrize("bad", [-1, -0.001, float("nan"), float("-inf")])
+def test_r7_negative_timeout_is_value_error(bad: float) -> None:
+    with pair() as (rx, tx):
+        with pytest.raises(ValueError, match="timeout"):
+            rx.recv(timeout=bad)
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"still usable", dst)
+        assert rx.recv(timeout=HANG)[0] == b"still usable"
+
+
+def test_r7_none_blocks_until_datagram() -> None:
+    with pair() as (rx, tx):
+        reader, outcome = run_in_thread(rx.recv, "reader")
+        wait_blocked(reader)
+        assert not outcome.done.is_set()
+        dst = rx.local_addr()
+        assert dst is not None
+        tx.send(b"wake", dst)
+        join(reader)
+        assert outcome.error is None
+        frame, _ = outcome.value  # type: ignore[misc]
+        assert frame == b"wake"
+
+
+def _refused_pair() -> tuple[udpio.Socket, tuple[str, int]]:
+    """A Socket connected to a loopback port nobody listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+        gone.bind(("127.0.0.1", 0))
+        dead: tuple[str, int] = gone.getsockname()
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.bind(("127.0.0.1", 0))
+    conn.connect(dead)
+    return udpio.wrap_conn(conn), dead
+
+
+def test_r8_icmp_error_raised_verbatim_and_socket_usable() -> None:
+    sock, dead = _refused_pair()
+    with sock, plain_peer() as peer:
+        sock.send(b"to nobody", dead)
+        with pytest.raises(ConnectionRefusedError) as info:
+            sock.recv(timeout=HANG)  # the ICMP port-unreachable surfaces here
+        assert info.value.errno == errno.ECONNREFUSED
+        assert not isinstance(info.value, udpio.ClosedError)
+        # Still usable: point it at a live peer through the escape hatch and talk.
+        sock.conn().connect(peer.getsockname())
+        peer.sendto(b"alive", sock.conn().getsockname())
+        frame, src = sock.recv(timeout=HANG)
+        assert frame == b"alive" and src == peer.getsockname()

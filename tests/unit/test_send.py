@@ -1,0 +1,176 @@
+"""S1-S5: send writes one datagram, refuses bad input clearly, waits for room, passes kernel errors."""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import udpio
+from tests.helpers import HANG, join, pair, plain_peer, run_in_thread, wait_blocked
+
+
+def test_s1_one_datagram_per_send_returns_length(loopback: str) -> None:
+    family = socket.AF_INET6 if ":" in loopback else socket.AF_INET
+    host = f"[{loopback}]" if ":" in loopback else loopback
+    with udpio.listen(f"{host}:0") as sock, plain_peer(family) as peer:
+        dst = peer.getsockname()
+        assert sock.send(b"one", dst) == 3
+        assert sock.send(b"two!", dst) == 4
+        assert peer.recv(100) == b"one"  # not coalesced into "onetwo!"
+        assert peer.recv(100) == b"two!"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"bytes", bytearray(b"bytearray"), memoryview(b"memoryview"), array.array("B", b"array")],
+    ids=["bytes", "bytearray", "memoryview", "array"],
+)
+def test_s2_any_buffer_is_sent(frame: object) -> None:
+    with pair() as (a, _), plain_peer() as peer:
+        assert a.send(frame, peer.getsockname()) == len(memoryview(frame))  # type: ignore[arg-type]
+        assert peer.recv(100) == bytes(memoryview(frame))  # type: ignore[arg-type]
+
+
+def test_s2_recv_frame_echoes_without_copy() -> None:
+    with pair() as (a, b):
+        dst_a, dst_b = a.local_addr(), b.local_addr()
+        assert dst_a is not None and dst_b is not None
+        b.send(b"ping", dst_a)
+        frame, src = a.recv(timeout=HANG)
+        assert a.send(frame, src) == 4
+        assert b.recv(timeout=HANG)[0] == b"ping"
+
+
+@pytest.mark.parametrize("frame", ["text", 42, None, [1, 2]])
+def test_s2_non_buffer_is_type_error_and_socket_stays_usable(frame: object) -> None:
+    with pair() as (a, _), plain_peer() as peer:
+        with pytest.raises(TypeError, match="buffer protocol"):
+            a.send(frame, peer.getsockname())
+        assert a.send(b"ok", peer.getsockname()) == 2
+
+
+def test_s2_non_contiguous_buffer_is_type_error() -> None:
+    with pair() as (a, _), plain_peer() as peer:
+        with pytest.raises(TypeError, match="contiguous"):
+            a.send(memoryview(b"abcdef")[::2], peer.getsockname())
+
+
+@pytest.mark.parametrize(
+    "dst, error",
+    [
+        ("127.0.0.1:9", TypeError),
+        (("127.0.0.1",), TypeError),
+        (("127.0.0.1", 9, 0), TypeError),
+        (("127.0.0.1", "9"), TypeError),
+        (("127.0.0.1", 70000), OverflowError),
+        (("127.0.0.1", -1), OverflowError),
+        (None, TypeError),
+    ],
+)
+def test_s3_bad_destination_names_it_and_socket_stays_usable(dst: object, error: type[Exception]) -> None:
+    with pair() as (a, _), plain_peer() as peer:
+        with pytest.raises(error) as info:
+            a.send(b"x", dst)  # type: ignore[arg-type]
+        assert "destination" in str(info.value) and repr(dst) in str(info.value)
+        assert a.send(b"ok", peer.getsockname()) == 2
+        assert peer.recv(10) == b"ok"
+
+
+@contextmanager
+def _full_send_buffer(tmp_path: Path) -> Iterator[tuple[udpio.Socket, str, socket.socket]]:
+    """A Socket whose next send must wait: a Unix datagram peer that never reads.
+
+    UDP over loopback drops datagrams instead of blocking the sender, so the
+    only honest way to make the kernel say "would block" is a datagram
+    socket family with flow control. The private constructor accepts it.
+    """
+    path = str(tmp_path / "sink")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock = udpio.Socket(conn)
+    try:
+        deadline = time.monotonic() + HANG
+        while True:
+            try:
+                conn.sendto(b"x" * 512, path)
+            except BlockingIOError:
+                break
+            assert time.monotonic() < deadline, "the sink never filled"
+        yield sock, path, sink
+    finally:
+        sock.close()
+        sink.close()
+        os.unlink(path)
+
+
+def test_s4_full_buffer_send_times_out(tmp_path: Path) -> None:
+    with _full_send_buffer(tmp_path) as (sock, path, _):
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            sock.send(b"y", path, timeout=0.2)  # type: ignore[arg-type]
+        assert time.monotonic() - start >= 0.19
+        with pytest.raises(TimeoutError):
+            sock.send(b"y", path, timeout=0)  # type: ignore[arg-type]
+
+
+def test_s4_full_buffer_send_waits_for_room(tmp_path: Path) -> None:
+    with _full_send_buffer(tmp_path) as (sock, path, sink):
+        sender, outcome = run_in_thread(lambda: sock.send(b"waited", path), "sender")  # type: ignore[arg-type]
+        wait_blocked(sender)
+        assert not outcome.done.is_set()
+        sink.setblocking(False)
+        drained = 0
+        while not outcome.done.is_set():
+            try:
+                sink.recv(1024)
+                drained += 1
+            except BlockingIOError:
+                outcome.done.wait(0.01)
+        join(sender)
+        assert outcome.error is None and outcome.value == 6
+        assert drained > 0
+
+
+def test_s4_close_wakes_a_waiting_send(tmp_path: Path) -> None:
+    with _full_send_buffer(tmp_path) as (sock, path, _):
+        sender, outcome = run_in_thread(lambda: sock.send(b"stuck", path), "sender")  # type: ignore[arg-type]
+        wait_blocked(sender)
+        sock.close()
+        join(sender)
+        assert isinstance(outcome.error, udpio.ClosedError)
+
+
+def test_s5_oversized_datagram_is_emsgsize_and_socket_usable() -> None:
+    with pair() as (a, _), plain_peer() as peer:
+        with pytest.raises(OSError) as info:
+            a.send(b"x" * 70000, peer.getsockname())
+        assert info.value.errno == errno.EMSGSIZE
+        assert type(info.value) is OSError
+        assert a.send(b"ok", peer.getsockname()) == 2
+
+
+def test_s5_connection_refused_is_raised_verbatim_by_send() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gone:
+        gone.bind(("127.0.0.1", 0))
+        dead = gone.getsockname()
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.connect(dead)
+    with udpio.wrap_conn(conn) as sock, plain_peer() as peer:
+        sock.send(b"first", dead)  # provokes ICMP port unreachable
+        deadline = time.monotonic() + HANG
+        with pytest.raises(ConnectionRefusedError) as info:
+            while time.monotonic() < deadline:
+                sock.send(b"again", dead)
+        assert info.value.errno == errno.ECONNREFUSED
+        sock.conn().connect(peer.getsockname())
+        assert sock.send(b"usable", peer.getsockname()) == 6
+        assert peer.recv(10) == b"usable"
