@@ -28,6 +28,21 @@ def loopback(request: pytest.FixtureRequest) -> str:
 
 #: Seconds one test may take before the run is killed with every thread's stack.
 WATCHDOG = float(os.environ.get("UDPIO_TEST_WATCHDOG", "120"))
+_dump_to = sys.stderr
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest captures descriptor 2 per test; keep a copy of the terminal's
+    # stderr taken while capture is suspended, so a hang's stack dump shows.
+    global _dump_to
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        capman.suspend_global_capture()
+    try:
+        _dump_to = os.fdopen(os.dup(2), "w")
+    finally:
+        if capman is not None:
+            capman.resume_global_capture()
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +50,7 @@ def watchdog() -> Iterator[None]:
     """Turn a hang into a failure: a deadlock on the main thread (say, a close()
     in a signal handler waiting for its own recv) cannot be bounded by a
     join timeout, so a hung test dumps all stacks and ends the run."""
-    faulthandler.dump_traceback_later(WATCHDOG, exit=True, file=sys.stderr)
+    faulthandler.dump_traceback_later(WATCHDOG, exit=True, file=_dump_to)
     try:
         yield
     finally:
