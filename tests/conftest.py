@@ -55,3 +55,8 @@ def watchdog() -> Iterator[None]:
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _dump_to is not sys.stderr:
+        _dump_to.close()
