@@ -26,12 +26,15 @@ import warnings
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import Final, Optional
+from typing import TYPE_CHECKING, Final, Optional
 
 from udpio._addresses import Address, resolve
 from udpio._errors import ClosedError, ConcurrentRecvError
 from udpio._pool import BufferPool, is_exported, shared_pool
 from udpio._wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = ["Socket", "listen", "wrap_conn"]
 
@@ -172,7 +175,7 @@ class Socket:
                 self._release()
             reader.release()
 
-    def send(self, frame: object, dst: Address, timeout: Optional[float] = None) -> int:
+    def send(self, frame: ReadableBuffer, dst: Address, timeout: Optional[float] = None) -> int:
         """Send ``frame`` as one datagram to ``dst``; return the bytes written.
 
         ``frame`` is anything with the buffer protocol (a frame from
@@ -201,7 +204,7 @@ class Socket:
             if self._closed:
                 raise ClosedError()
             try:
-                return self._sock.sendto(frame, dst)  # type: ignore[arg-type]
+                return self._sock.sendto(frame, dst)
             except BlockingIOError:
                 return self._wait_and_send(frame, dst, deadline, timeout)
             except (TypeError, ValueError, OverflowError, BufferError) as exc:
@@ -229,7 +232,7 @@ class Socket:
                 continue  # a wake-up with nothing to read; wait again
 
     def _wait_and_send(
-        self, frame: object, dst: Address, deadline: Optional[float], timeout: Optional[float]
+        self, frame: ReadableBuffer, dst: Address, deadline: Optional[float], timeout: Optional[float]
     ) -> int:
         # Caller holds the writer role, which also guards _wsel.
         wsel = self._wsel
@@ -248,7 +251,7 @@ class Socket:
             if self._closed:
                 raise ClosedError("closed while waiting in send")
             try:
-                return self._sock.sendto(frame, dst)  # type: ignore[arg-type]
+                return self._sock.sendto(frame, dst)
             except BlockingIOError:
                 continue
 
@@ -382,7 +385,7 @@ def _bound_address(sock: socket.socket) -> Optional[Address]:
     # whose names are not tuples: they count as unbound.)
     addr: object = sock.getsockname()
     if isinstance(addr, tuple) and addr[1] != 0:
-        return addr  # type: ignore[return-value]
+        return addr
     return None
 
 
@@ -409,7 +412,7 @@ def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception
     # Only reached after sendto refused its arguments; decide which one was
     # wrong so the message names it, keeping the exception's type.
     try:
-        view = memoryview(frame)  # type: ignore[arg-type]
+        view = memoryview(frame)  # type: ignore[arg-type]  # probing an unknown object
     except TypeError:
         return TypeError(
             f"udpio: frame must support the buffer protocol (bytes, bytearray, "
@@ -427,9 +430,7 @@ def _format(addr: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def listen(
-    addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
-) -> Socket:
+def listen(addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None) -> Socket:
     """Resolve ``addr``, bind a UDP socket to it, and return it as a Socket.
 
     ``addr`` is ``"host:port"`` (``"127.0.0.1:0"``, ``"[::1]:9000"``,

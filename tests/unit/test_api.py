@@ -62,9 +62,8 @@ def test_api_context_manager_closes_on_exit() -> None:
 
 
 def test_api_context_manager_closes_when_body_raises() -> None:
-    with pytest.raises(KeyError):
-        with udpio.listen("127.0.0.1:0") as sock:
-            raise KeyError("boom")
+    with pytest.raises(KeyError), udpio.listen("127.0.0.1:0") as sock:
+        raise KeyError("boom")
     assert sock.conn().fileno() == -1
 
 

@@ -26,7 +26,9 @@ def test_w1_accepts_bound_or_unbound_udp(host: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "family, type_", [(socket.AF_INET, socket.SOCK_STREAM), (socket.AF_UNIX, socket.SOCK_DGRAM)], ids=["tcp", "unix"]
+    ("family", "type_"),
+    [(socket.AF_INET, socket.SOCK_STREAM), (socket.AF_UNIX, socket.SOCK_DGRAM)],
+    ids=["tcp", "unix"],
 )
 def test_w1_rejects_wrong_socket_and_leaves_it_untouched(family: int, type_: int) -> None:
     conn = socket.socket(family, type_)
@@ -51,7 +53,7 @@ def test_w1_rejects_closed_socket() -> None:
 
 @pytest.mark.parametrize("obj", [None, 3, "127.0.0.1:0", object()])
 def test_w1_rejects_non_sockets(obj: object) -> None:
-    with pytest.raises(TypeError, match="socket.socket"):
+    with pytest.raises(TypeError, match=r"socket\.socket"):
         udpio.wrap_conn(obj)  # type: ignore[arg-type]
 
 
