@@ -1,0 +1,68 @@
+"""A1-A3 fed arbitrary input: a Socket or ValueError/TypeError/OSError, never anything else, never a leak."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import udpio
+from udpio._addresses import parse
+from tests.helpers import fd_count
+
+hosts = st.one_of(
+    st.sampled_from(
+        ["127.0.0.1", "", "localhost", "[::1]", "::1", "0.0.0.0", "[::]", "[127.0.0.1]", "1.2.3"]
+    ),
+    st.text(max_size=20),
+)
+ports = st.one_of(
+    st.integers(-5, 70000).map(str),
+    st.sampled_from(["0", "65535", "65536", "00000", "", "+1", "1e3", " 1", "\u0661"]),
+    st.text(max_size=8),
+)
+texts = st.one_of(st.builds(lambda h, p: f"{h}:{p}", hosts, ports), st.text(max_size=40))
+tuples = st.tuples(
+    st.one_of(st.text(max_size=15), st.sampled_from(["127.0.0.1", ""]), st.integers()), st.integers(-5, 70000)
+)
+odd = st.one_of(
+    st.none(),
+    st.integers(),
+    st.binary(max_size=10),
+    st.lists(st.integers(), max_size=3),
+    st.tuples(st.integers()),
+    st.tuples(st.text(max_size=5), st.integers(0, 10), st.integers(0, 3)),
+)
+
+
+def _bind_or_refuse(addr: object) -> None:
+    before = fd_count()
+    try:
+        sock = udpio.listen(addr)
+    except (ValueError, TypeError, OSError):
+        pass  # the refusals the contract allows (gaierror and EADDRINUSE are OSErrors)
+    else:
+        local = sock.local_addr()
+        sock.close()
+        assert local is not None and local[1] != 0
+    assert fd_count() == before  # A3: no leak either way
+
+
+@given(texts)
+def test_a1_a2_a3_listen_on_arbitrary_text(addr: str) -> None:
+    _bind_or_refuse(addr)
+
+
+@given(st.one_of(tuples, odd))
+def test_a2_a3_listen_on_arbitrary_objects(addr: object) -> None:
+    _bind_or_refuse(addr)
+
+
+@given(st.one_of(texts, tuples, odd))
+def test_a2_parse_only_raises_value_or_type_error_quoting_the_address(addr: object) -> None:
+    try:
+        host, port = parse(addr)
+    except (ValueError, TypeError) as exc:
+        assert repr(addr) in str(exc)
+    else:
+        assert isinstance(host, str) and host
+        assert 0 <= port <= 65535

@@ -1,0 +1,137 @@
+"""R1-R4, R6 as properties over datagram sizes and what the caller does between receives."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import udpio
+from udpio._pool import BufferPool, is_exported
+from tests.helpers import HANG
+
+MAX_V4 = 65507
+EDGES = [0, 1, 2, 1471, 1472, 1473, 1499, 1500, 1501, 8191, 8192, 8193, MAX_V4 - 1, MAX_V4]
+
+#: Sizes biased to the edges: empty, tiny, around the Ethernet MTU, 8 KiB, the maximum.
+sizes = st.one_of(st.sampled_from(EDGES), st.integers(0, MAX_V4))
+
+#: What the caller does with a frame before the next recv.
+behaviours = st.sampled_from(["nothing", "copy", "slice", "view", "export", "touch_old"])
+
+
+def payload(size: int, seed: int) -> bytes:
+    """Distinct bytes per datagram, so a stale or foreign byte is visible."""
+    return bytes((seed * 31 + i * 7 + 1) & 0xFF for i in range(size))
+
+
+@dataclass
+class Kept:
+    """Something derived from a frame that the caller still holds, and its true bytes."""
+
+    what: str
+    obj: object
+    expected: bytes
+
+
+@dataclass
+class Harness:
+    rx: udpio.Socket
+    peer: socket.socket
+    pool: BufferPool
+    kept: list[Kept] = field(default_factory=list)
+
+    def check_kept(self) -> None:
+        for item in self.kept:
+            view = item.obj if isinstance(item.obj, memoryview) else memoryview(item.obj)  # type: ignore[arg-type]
+            assert bytes(view) == item.expected, f"R4: a retained {item.what} was overwritten"
+
+    def check_pool(self) -> None:
+        idle = list(self.pool._idle)
+        assert len(idle) <= self.pool.max_idle, "R6: pool over its bound"
+        assert len({id(b) for b in idle}) == len(idle), "R6: one buffer twice in the pool"
+        for buf in idle:
+            assert not is_exported(buf), "R6: an exported buffer sits in the pool"
+            assert buf is not self.rx._buf, "R6: the socket's buffer is also in the pool"
+
+
+@contextmanager
+def harness() -> Iterator[Harness]:
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    conn.bind(("127.0.0.1", 0))
+    pool = BufferPool(max_idle=2)
+    rx = udpio.Socket(conn, _pool=pool)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        yield Harness(rx, peer, pool)
+    finally:
+        rx.close()
+        peer.close()
+
+
+@given(steps=st.lists(st.tuples(sizes, behaviours), min_size=1, max_size=12))
+def test_r1_r2_r3_r4_r6_frames_over_arbitrary_sizes_and_behaviours(steps: list[tuple[int, str]]) -> None:
+    with harness() as h:
+        dst = h.rx.local_addr()
+        assert dst is not None
+        previous: memoryview | None = None
+        previous_exported = False
+        previous_bytes = b""
+        for seed, (size, behaviour) in enumerate(steps):
+            data = payload(size, seed)
+            h.peer.sendto(data, dst)
+            frame, _ = h.rx.recv(timeout=HANG)
+
+            # R1: exactly the payload; R2: read-only 1-D contiguous bytes.
+            assert len(frame) == size
+            assert bytes(frame) == data
+            assert frame.readonly and frame.ndim == 1 and frame.format == "B" and frame.c_contiguous
+
+            # R3: the previous frame was released, unless the caller exported it.
+            if previous is not None:
+                if previous_exported:
+                    assert bytes(previous) == previous_bytes, "R3: an exported frame changed"
+                else:
+                    try:
+                        bytes(previous)
+                    except ValueError:
+                        pass
+                    else:
+                        raise AssertionError("R3: the previous frame is still readable after recv")
+            h.check_kept()
+            h.check_pool()
+
+            previous, previous_exported, previous_bytes = frame, False, data
+            if behaviour == "copy":
+                h.kept.append(Kept("copy", bytes(frame), data))
+            elif behaviour == "slice" and size:
+                lo, hi = size // 3, max(size // 3 + 1, 2 * size // 3)
+                h.kept.append(Kept("slice", frame[lo:hi], data[lo:hi]))
+            elif behaviour == "view":
+                h.kept.append(Kept("memoryview(frame)", memoryview(frame), data))
+            elif behaviour == "export":
+                h.kept.append(Kept("buffer export", pickle.PickleBuffer(frame), data))
+                previous_exported = True
+            elif behaviour == "touch_old" and len(h.kept) > 0:
+                h.kept.pop(0)  # the caller lets go of its oldest retained bytes
+        h.check_kept()
+
+
+@given(sizes=st.lists(sizes, min_size=2, max_size=10))
+def test_r1_no_stale_bytes_from_longer_earlier_datagrams(sizes: list[int]) -> None:
+    with harness() as h:
+        dst = h.rx.local_addr()
+        assert dst is not None
+        for seed, size in enumerate(sizes):
+            data = payload(size, seed)
+            h.peer.sendto(data, dst)
+            frame, _ = h.rx.recv(timeout=HANG)
+            assert bytes(frame) == data
+            # Nothing past the datagram is reachable through the frame.
+            assert len(frame) == size and frame.nbytes == size

@@ -1,0 +1,219 @@
+"""The Socket's whole life as a state machine: C1, C3, R3-R6, S1, F1 against a model.
+
+The model says what must be queued and what each call must return or
+raise; invariants after every step check descriptors, the pool and every
+byte the caller still holds.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Optional
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import udpio
+from udpio._pool import BufferPool, is_exported
+from tests.helpers import HANG, descriptors_closed, fd_count, join, run_in_thread, wait_blocked
+
+payloads = st.binary(min_size=0, max_size=2048) | st.sampled_from([b"", b"x" * 65507])
+
+
+class SocketLife(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fds_before = fd_count()
+        conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        conn.bind(("127.0.0.1", 0))
+        self.pool = BufferPool(max_idle=2)
+        self.sock = udpio.Socket(conn, _pool=self.pool)
+        self.addr = conn.getsockname()
+        self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.peer.bind(("127.0.0.1", 0))
+        self.peer.settimeout(HANG)
+        self.fds_open = fd_count()
+        # The model.
+        self.queued: list[bytes] = []  # datagrams sent to the Socket, not yet received
+        self.closed = False
+        self.frame: Optional[memoryview] = None  # the current frame, and its bytes
+        self.frame_bytes = b""
+        self.released: list[memoryview] = []  # frames a later recv must have released
+        self.kept: list[tuple[object, bytes]] = []  # slices/views/copies the caller holds
+
+    # -- traffic --------------------------------------------------------------
+
+    @rule(data=payloads)
+    def peer_sends(self, data: bytes) -> None:
+        self.peer.sendto(data, self.addr)
+        if not self.closed:
+            self.queued.append(data)
+
+    @rule(data=payloads)
+    def socket_sends(self, data: bytes) -> None:
+        if self.closed:
+            with pytest.raises(udpio.ClosedError):
+                self.sock.send(data, self.peer.getsockname())
+            return
+        assert self.sock.send(data, self.peer.getsockname()) == len(data)  # S1
+        got, src = self.peer.recvfrom(65536)
+        assert got == data and src == self.addr
+
+    def _took_frame(self, frame: memoryview, expected: bytes) -> None:
+        assert bytes(frame) == expected  # R1
+        assert frame.readonly  # R2
+        if self.frame is not None:
+            self.released.append(self.frame)
+        self.frame, self.frame_bytes = frame, expected
+
+    @rule()
+    def recv(self) -> None:
+        if self.closed:
+            with pytest.raises(udpio.ClosedError):
+                self.sock.recv(timeout=0)
+            self._frame_gone()
+            return
+        if not self.queued:
+            with pytest.raises(TimeoutError):
+                self.sock.recv(timeout=0)
+            self._frame_gone()
+            return
+        frame, src = self.sock.recv(timeout=HANG)
+        assert src == self.peer.getsockname()
+        self._took_frame(frame, self.queued.pop(0))
+
+    @precondition(lambda self: not self.closed and not self.queued)
+    @rule()
+    def recv_times_out_on_empty_socket(self) -> None:
+        with pytest.raises(TimeoutError):
+            self.sock.recv(timeout=0.005)
+        self._frame_gone()
+
+    def _frame_gone(self) -> None:
+        # Any recv that got the reader role releases the current frame (R3).
+        if self.frame is not None:
+            self.released.append(self.frame)
+            self.frame = None
+
+    # -- what the caller keeps -------------------------------------------------
+
+    @precondition(lambda self: self.frame is not None)
+    @rule(how=st.sampled_from(["slice", "view", "copy"]))
+    def keep(self, how: str) -> None:
+        assert self.frame is not None
+        frame, data = self.frame, self.frame_bytes
+        if how == "slice":
+            self.kept.append((frame[1:-1], data[1:-1]))
+        elif how == "view":
+            self.kept.append((memoryview(frame), data))
+        else:
+            self.kept.append((bytes(frame), data))
+
+    @precondition(lambda self: bool(self.kept))
+    @rule(index=st.integers(0, 50))
+    def drop_kept(self, index: int) -> None:
+        self.kept.pop(index % len(self.kept))
+
+    # -- a second reader -------------------------------------------------------
+
+    @precondition(lambda self: not self.closed and not self.queued)
+    @rule(data=payloads)
+    def second_reader_is_refused(self, data: bytes) -> None:
+        reader, outcome = run_in_thread(lambda: self.sock.recv(timeout=HANG), "first-reader")
+        wait_blocked(reader)
+        self._frame_gone()  # the first reader took the role and released it
+        with pytest.raises(udpio.ConcurrentRecvError):  # C1
+            self.sock.recv(timeout=0)
+        self.peer.sendto(data, self.addr)
+        join(reader)
+        assert outcome.error is None, outcome.error
+        frame, _ = outcome.value  # type: ignore[misc]
+        self._took_frame(frame, data)  # no datagram lost to the refused call
+
+    # -- close -------------------------------------------------------------------
+
+    @rule(where=st.sampled_from(["here", "other thread", "twice"]))
+    def close(self, where: str) -> None:
+        if where == "other thread":
+            closer, outcome = run_in_thread(self.sock.close, "closer")
+            join(closer)
+            assert outcome.error is None
+        else:
+            self.sock.close()
+            if where == "twice":
+                self.sock.close()
+        self.closed = True
+        self.queued.clear()
+        assert descriptors_closed(self.sock)  # C3
+
+    @precondition(lambda self: not self.closed and not self.queued)
+    @rule()
+    def close_wakes_a_blocked_reader(self) -> None:
+        reader, outcome = run_in_thread(self.sock.recv, "blocked-reader")
+        wait_blocked(reader)
+        self._frame_gone()
+        self.sock.close()
+        self.closed = True
+        join(reader)
+        assert isinstance(outcome.error, udpio.ClosedError)  # C3, C4
+        assert descriptors_closed(self.sock)
+
+    # -- invariants ----------------------------------------------------------------
+
+    @invariant()
+    def released_frames_fail_loudly(self) -> None:
+        for frame in self.released:
+            with pytest.raises(ValueError):
+                bytes(frame)  # R3
+
+    @invariant()
+    def current_frame_is_intact(self) -> None:
+        if self.frame is not None:
+            assert bytes(self.frame) == self.frame_bytes  # R3, R5: valid until the next recv
+
+    @invariant()
+    def kept_bytes_never_change(self) -> None:
+        for obj, expected in self.kept:
+            assert bytes(obj) == expected  # type: ignore[call-overload]  # R4
+
+    @invariant()
+    def pool_is_bounded_and_clean(self) -> None:
+        idle = self.pool._idle
+        assert len(idle) <= self.pool.max_idle  # R6
+        for buf in idle:
+            assert not is_exported(buf)
+            assert buf is not self.sock._buf
+
+    @invariant()
+    def descriptors_accounted_for(self) -> None:
+        # Open: the socket, its read selector and two wake-up ends (UDP sends
+        # never wait here, so no write selector). Closed: all four gone (C3, F1).
+        if self.closed:
+            assert fd_count() == self.fds_open - 4
+        else:
+            assert fd_count() == self.fds_open
+
+    def teardown(self) -> None:
+        self.sock.close()
+        self.peer.close()
+        assert fd_count() == self.fds_before  # F1
+
+
+TestSocketLife = SocketLife.TestCase
+
+
+def test_c1_refusal_does_not_touch_the_socket() -> None:
+    # A plain check the state machine relies on: refusing a second reader
+    # leaves the first one's wait and the queue alone.
+    with udpio.listen("127.0.0.1:0") as sock:
+        reader, outcome = run_in_thread(lambda: sock.recv(timeout=HANG), "reader")
+        wait_blocked(reader)
+        for _ in range(10):
+            with pytest.raises(udpio.ConcurrentRecvError):
+                sock.recv(timeout=0)
+        assert reader.is_alive()
+        sock.close()
+        join(reader)
+        assert isinstance(outcome.error, udpio.ClosedError)
