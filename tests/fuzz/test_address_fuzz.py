@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import udpio
-from udpio._addresses import parse
 from tests.helpers import fd_count
+from udpio._addresses import parse
 
 hosts = st.one_of(
     st.sampled_from(

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import udpio
-from udpio._pool import BufferPool, is_exported
 from tests.helpers import HANG
+from udpio._pool import BufferPool, is_exported
 
 MAX_V4 = 65507
 EDGES = [0, 1, 2, 1471, 1472, 1473, 1499, 1500, 1501, 8191, 8192, 8193, MAX_V4 - 1, MAX_V4]

@@ -7,8 +7,8 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from udpio._pool import BufferPool, is_exported
 from tests.helpers import join
+from udpio._pool import BufferPool, is_exported
 
 ops = st.lists(st.sampled_from(["get", "put", "retain", "let-go", "put-retained"]), max_size=40)
 
@@ -42,12 +42,11 @@ def test_r6_pool_never_aliases_and_stays_bounded_under_threads(
             elif op == "let-go" and views:
                 views.pop().release()
             elif op == "put-retained" and views:
-                buf = views[-1].obj
-                assert isinstance(buf, bytearray)
-                if pool.put(buf):
+                exported = views[-1].obj
+                assert isinstance(exported, bytearray)
+                if pool.put(exported):
                     problems.append("the pool took a buffer that is still exported")
-                if buf in held:
-                    held.remove(buf)
+                held[:] = [b for b in held if b is not exported]
             if pool.idle_count() > max_idle:
                 problems.append("the pool grew past its bound")
         for view in views:

@@ -8,15 +8,15 @@ byte the caller still holds.
 from __future__ import annotations
 
 import socket
-from typing import Optional
+from typing import Optional, cast
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import udpio
-from udpio._pool import BufferPool, is_exported
 from tests.helpers import HANG, descriptors_closed, fd_count, join, run_in_thread, wait_blocked
+from udpio._pool import BufferPool, is_exported
 
 payloads = st.binary(min_size=0, max_size=2048) | st.sampled_from([b"", b"x" * 65507])
 
@@ -129,7 +129,7 @@ class SocketLife(RuleBasedStateMachine):
         self.peer.sendto(data, self.addr)
         join(reader)
         assert outcome.error is None, outcome.error
-        frame, _ = outcome.value  # type: ignore[misc]
+        frame, _ = cast("tuple[memoryview, udpio.Address]", outcome.value)
         self._took_frame(frame, data)  # no datagram lost to the refused call
 
     # -- close -------------------------------------------------------------------
