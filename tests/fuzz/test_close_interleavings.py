@@ -29,6 +29,17 @@ def _join_all(threads: list[threading.Thread]) -> list[str]:
     return hung
 
 
+def _cleanup(rx: udpio.Socket, peer: socket.socket, dst: tuple[str, int] | tuple[str, int, int, int]) -> None:
+    # Never close on the test's own thread: if close() is broken it would
+    # hang here instead of failing. A datagram moves a reader that close()
+    # failed to wake, so the stuck closers can finish before the next example.
+    if not descriptors_closed(rx):
+        peer.sendto(b"unstick", dst[:2])
+    closer, _ = run_in_thread(rx.close, "cleanup-closer")
+    closer.join(PROMPT)
+    peer.close()
+
+
 @given(
     datagrams_before_close=st.integers(0, 30),
     senders=st.integers(0, 4),
@@ -96,8 +107,7 @@ def test_c3_close_at_any_moment_ends_every_call(
         assert stray == [], stray
     finally:
         stop.set()
-        rx.close()
-        peer.close()
+        _cleanup(rx, peer, dst)
     assert fd_count() == fds_before  # F1
 
 
@@ -122,9 +132,12 @@ def test_c3_reader_closing_its_own_socket_does_not_deadlock(closes: list[str]) -
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
         peer.sendto(b"x", dst)
-    others = [run_in_thread(rx.close, "closer") for c in closes if c == "other-thread"]
-    assert not _join_all([thread] + [t for t, _ in others])
-    assert len(outcome) == 1 and isinstance(outcome[0], udpio.ClosedError), outcome
-    assert descriptors_closed(rx)
+        others = [run_in_thread(rx.close, "closer") for c in closes if c == "other-thread"]
+        assert not _join_all([thread] + [t for t, _ in others])
+        assert len(outcome) == 1 and isinstance(outcome[0], udpio.ClosedError), outcome
+        assert descriptors_closed(rx)
+    finally:
+        _cleanup(rx, peer, dst)
