@@ -1,0 +1,620 @@
+"""``python -m udpio bench``: P1-P6 of the contract, each beside its standard-library baseline.
+
+Every figure is measured in this one run, on this machine, with udpio and
+its baseline interleaved round by round (the order alternates) so machine
+drift hits both sides alike. A figure is the median over rounds; a ratio
+is udpio's median over the baseline's. Nothing here is imported by the
+library itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import platform
+import socket
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import udpio
+
+__all__ = ["Config", "Figure", "main", "run"]
+
+PAYLOAD = b"u" * 64
+MARKER = b"m" * 65  # a different length: ends a batch, proves none was dropped
+RCVBUF = 8 << 20  # the kernel caps this at net.core.rmem_max (doubled)
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Config:
+    """How much to measure. ``quick`` finishes in seconds, ``full`` in a few minutes."""
+
+    rounds: int
+    batch: int  # datagrams per round for P1, P2, P6
+    round_trips: int  # per round for P3
+    wake_trials: int  # P4
+    alloc_receives: int  # P5
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(rounds=7, batch=1000, round_trips=300, wake_trials=60, alloc_receives=20_000)
+
+    @classmethod
+    def full(cls) -> Config:
+        return cls(rounds=51, batch=3000, round_trips=2000, wake_trials=1000, alloc_receives=100_000)
+
+
+@dataclass
+class Figure:
+    """One row of the table: a measurement, its baseline, and the target it is held to."""
+
+    rule: str
+    what: str
+    unit: str
+    udpio: float
+    baseline: Optional[float]
+    baseline_name: str
+    target: str
+    met: bool
+
+    @property
+    def ratio(self) -> Optional[float]:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.udpio / self.baseline
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _plain_receiver() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    # A kernel-level receive timeout: a dropped datagram turns into an error
+    # instead of a hang, while Python still makes one blocking syscall per call.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(5.0))
+    sock.bind((LOOPBACK, 0))
+    return sock
+
+
+def _timeval(seconds: float) -> bytes:
+    import struct
+
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
+def _fill(sender: socket.socket, dst: tuple[str, int], count: int) -> None:
+    for _ in range(count):
+        sender.sendto(PAYLOAD, dst)
+    sender.sendto(MARKER, dst)
+
+
+def _check_marker(data: bytes, what: str) -> None:
+    if data != MARKER:
+        raise RuntimeError(f"bench: {what}: datagrams were dropped or reordered (raise net.core.rmem_max)")
+
+
+def _per_item_ns(seconds: float, count: int) -> float:
+    return seconds / count * 1e9
+
+
+# -- P1: recv of queued datagrams ----------------------------------------------------------
+
+
+def _p1_plain(sender: socket.socket, rx: socket.socket, batch: int) -> float:
+    buf = bytearray(65536)
+    _fill(sender, rx.getsockname(), batch)
+    recv_into = rx.recvfrom_into
+    start = time.perf_counter()
+    for _ in range(batch):
+        recv_into(buf)
+    elapsed = time.perf_counter() - start
+    nbytes, _ = recv_into(buf)
+    _check_marker(bytes(buf[:nbytes]), "P1 baseline")
+    return _per_item_ns(elapsed, batch)
+
+
+def _p1_udpio(sender: socket.socket, rx: udpio.Socket, batch: int) -> float:
+    dst = rx.local_addr()
+    assert dst is not None
+    _fill(sender, dst[:2], batch)
+    recv = rx.recv
+    start = time.perf_counter()
+    for _ in range(batch):
+        recv()
+    elapsed = time.perf_counter() - start
+    frame, _ = rx.recv(timeout=5.0)
+    _check_marker(bytes(frame), "P1 udpio")
+    return _per_item_ns(elapsed, batch)
+
+
+# -- P2: send -----------------------------------------------------------------------------------
+
+
+def _drain(sink: socket.socket, expected: int) -> None:
+    buf = bytearray(2048)
+    got = 0
+    while got < expected:
+        sink.recv_into(buf)  # SO_RCVTIMEO bounds a lost datagram
+        got += 1
+
+
+def _p2_plain(tx: socket.socket, sink: socket.socket, batch: int) -> float:
+    dst = sink.getsockname()
+    sendto = tx.sendto
+    start = time.perf_counter()
+    for _ in range(batch):
+        sendto(PAYLOAD, dst)
+    elapsed = time.perf_counter() - start
+    _drain(sink, batch)
+    return _per_item_ns(elapsed, batch)
+
+
+def _p2_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
+    dst = sink.getsockname()
+    send = tx.send
+    start = time.perf_counter()
+    for _ in range(batch):
+        send(PAYLOAD, dst)
+    elapsed = time.perf_counter() - start
+    _drain(sink, batch)
+    return _per_item_ns(elapsed, batch)
+
+
+# -- P3: ping-pong ------------------------------------------------------------------------------
+#
+# The echo side runs in its own process, as a daemon's peer would: in one
+# process the two ping-pong threads would mostly measure GIL hand-offs.
+
+_PLAIN_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+buf = bytearray(2048)
+while True:
+    n, src = s.recvfrom_into(buf)
+    if n == 0:
+        break
+    s.sendto(memoryview(buf)[:n], src)
+"""
+
+_UDPIO_ECHO = """
+import udpio
+s = udpio.listen("127.0.0.1:0")
+print(s.local_addr()[1], flush=True)
+while True:
+    frame, src = s.recv()
+    if len(frame) == 0:
+        break
+    s.send(frame, src)
+s.close()
+"""
+
+
+class _EchoProcess:
+    """An echo server in a child process; an empty datagram stops it."""
+
+    def __init__(self, program: str) -> None:
+        import os
+        import subprocess
+
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(udpio.__file__)))
+        env = dict(os.environ, PYTHONPATH=package_root)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert self.process.stdout is not None
+        self.addr = (LOOPBACK, int(self.process.stdout.readline()))
+
+    def stop(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poke:
+            poke.sendto(b"", self.addr)
+        try:
+            self.process.wait(10)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+
+
+def _median_round_trip_ns(ping: Callable[[], None], count: int) -> float:
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(count):
+        start = clock()
+        ping()
+        samples.append(clock() - start)
+    return float(statistics.median(samples))
+
+
+def _p3_plain(server: _EchoProcess, client: socket.socket, count: int) -> float:
+    dst = server.addr
+    buf = bytearray(2048)
+
+    def ping() -> None:
+        client.sendto(PAYLOAD, dst)
+        client.recvfrom_into(buf)
+
+    return _median_round_trip_ns(ping, count)
+
+
+def _p3_udpio(server: _EchoProcess, client: udpio.Socket, count: int) -> float:
+    dst = server.addr
+
+    def ping() -> None:
+        client.send(PAYLOAD, dst)
+        client.recv()
+
+    return _median_round_trip_ns(ping, count)
+
+
+# -- P4: close -> ClosedError ---------------------------------------------------------------------
+
+
+def _p4_wake_latencies_ns(trials: int) -> list[float]:
+    latencies = []
+    for _ in range(trials):
+        sock = udpio.listen(f"{LOOPBACK}:0")
+        woke: list[int] = []
+        entered = threading.Event()
+
+        def reader(
+            sock: udpio.Socket = sock, woke: list[int] = woke, entered: threading.Event = entered
+        ) -> None:
+            entered.set()
+            try:
+                sock.recv()
+            except udpio.ClosedError:
+                woke.append(time.perf_counter_ns())
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        entered.wait()
+        _until_blocked(thread)
+        closed_at = time.perf_counter_ns()
+        sock.close()
+        thread.join(10)
+        if woke:
+            latencies.append(float(woke[0] - closed_at))
+    return latencies
+
+
+def _until_blocked(thread: threading.Thread) -> None:
+    # The reader is "blocked" once its stack shows the selector wait.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            if frame.f_code.co_name == "select":
+                return
+            frame = frame.f_back
+        time.sleep(0.0002)
+
+
+# -- P5: allocation per receive -----------------------------------------------------------------
+
+
+def _p5_allocation(receives: int) -> dict[str, float]:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = udpio.listen(f"{LOOPBACK}:0", rcvbuf=RCVBUF)
+    plain = _plain_receiver()
+    chunk = 1000
+    try:
+        dst = rx.local_addr()
+        assert dst is not None
+        buffers: set[int] = set()
+        plain_objects: set[int] = set()
+        for _ in range(2):  # warm-up: pool, selector, interned addresses
+            _fill(sender, dst[:2], chunk)
+            for _ in range(chunk + 1):
+                rx.recv()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        done = 0
+        while done < receives:
+            _fill(sender, dst[:2], chunk)
+            for _ in range(chunk + 1):
+                frame, _ = rx.recv()
+                buffers.add(id(frame.obj))
+            done += chunk
+        del frame
+        gc.collect()
+        growth = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        # The baseline: recvfrom() makes a new bytes object for every datagram.
+        kept = []
+        for _ in range(3):
+            _fill(sender, plain.getsockname(), 200)
+            for _ in range(201):
+                data, _ = plain.recvfrom(65536)
+                kept.append(data)
+                plain_objects.add(id(data))
+        return {
+            "growth_bytes": float(growth),
+            "receives": float(done),
+            "distinct_buffers": float(len(buffers)),
+            "plain_distinct_objects_per_receive": len(plain_objects) / len(kept),
+        }
+    finally:
+        sender.close()
+        rx.close()
+        plain.close()
+
+
+# -- P6: asyncio DatagramProtocol --------------------------------------------------------------------
+
+
+class _Counter(asyncio.DatagramProtocol):
+    def __init__(self, target: int, done: asyncio.Future[None]) -> None:
+        self.count = 0
+        self.target = target
+        self.done = done
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.count += 1
+        if self.count == self.target and not self.done.done():
+            self.done.set_result(None)
+
+
+def _p6_asyncio(loop: asyncio.AbstractEventLoop, sender: socket.socket, batch: int) -> float:
+    async def one_round() -> float:
+        done: asyncio.Future[None] = loop.create_future()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind((LOOPBACK, 0))
+        _fill(sender, sock.getsockname(), batch - 1)  # batch datagrams including the marker
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Counter(batch, done), sock=sock)
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(done, 10)
+        finally:
+            elapsed = time.perf_counter() - start
+            transport.close()
+        return _per_item_ns(elapsed, batch)
+
+    return loop.run_until_complete(one_round())
+
+
+def _p6_udpio(sender: socket.socket, rx: udpio.Socket, batch: int) -> float:
+    # The same receive work as the asyncio side: every datagram, marker included.
+    dst = rx.local_addr()
+    assert dst is not None
+    _fill(sender, dst[:2], batch - 1)
+    recv = rx.recv
+    start = time.perf_counter()
+    for _ in range(batch):
+        recv()
+    return _per_item_ns(time.perf_counter() - start, batch)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def _interleaved(rounds: int, first: Callable[[], float], second: Callable[[], float]) -> tuple[float, float]:
+    """Median of each side, alternating which one goes first every round."""
+    a, b = [], []
+    for index in range(rounds):
+        if index % 2:
+            b.append(second())
+            a.append(first())
+        else:
+            a.append(first())
+            b.append(second())
+    return statistics.median(a), statistics.median(b)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run(config: Config) -> list[Figure]:
+    """Measure every figure with ``config``; returns the rows of the table."""
+    figures: list[Figure] = []
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain_rx = _plain_receiver()
+    u_rx = udpio.listen(f"{LOOPBACK}:0", rcvbuf=RCVBUF)
+    sink = _plain_receiver()
+    plain_tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u_tx = udpio.listen(f"{LOOPBACK}:0")
+    plain_client = _plain_receiver()
+    u_client = udpio.listen(f"{LOOPBACK}:0")
+    loop = asyncio.new_event_loop()
+    try:
+        # Warm-up: first calls fill caches, the pool, and the allocator's arenas.
+        _p1_plain(sender, plain_rx, config.batch)
+        _p1_udpio(sender, u_rx, config.batch)
+        _p6_asyncio(loop, sender, config.batch)
+
+        plain, mine = _interleaved(
+            config.rounds,
+            lambda: _p1_plain(sender, plain_rx, config.batch),
+            lambda: _p1_udpio(sender, u_rx, config.batch),
+        )
+        figures.append(
+            Figure(
+                "P1",
+                "recv, 64 B queued",
+                "ns/datagram",
+                mine,
+                plain,
+                "blocking recvfrom_into",
+                "<= 1.25x",
+                mine / plain <= 1.25,
+            )
+        )
+
+        plain, mine = _interleaved(
+            config.rounds,
+            lambda: _p2_plain(plain_tx, sink, config.batch),
+            lambda: _p2_udpio(u_tx, sink, config.batch),
+        )
+        figures.append(
+            Figure(
+                "P2",
+                "send, 64 B",
+                "ns/datagram",
+                mine,
+                plain,
+                "plain sendto",
+                "<= 1.15x",
+                mine / plain <= 1.15,
+            )
+        )
+
+        plain_echo, udpio_echo = _EchoProcess(_PLAIN_ECHO), _EchoProcess(_UDPIO_ECHO)
+        try:
+            _p3_plain(plain_echo, plain_client, config.round_trips)  # warm-up
+            _p3_udpio(udpio_echo, u_client, config.round_trips)
+            plain, mine = _interleaved(
+                config.rounds,
+                lambda: _p3_plain(plain_echo, plain_client, config.round_trips),
+                lambda: _p3_udpio(udpio_echo, u_client, config.round_trips),
+            )
+        finally:
+            plain_echo.stop()
+            udpio_echo.stop()
+        figures.append(
+            Figure(
+                "P3",
+                "ping-pong round trip, echo in a child process (median)",
+                "ns",
+                mine,
+                plain,
+                "two blocking sockets",
+                "<= 1.3x",
+                mine / plain <= 1.3,
+            )
+        )
+
+        latencies = _p4_wake_latencies_ns(config.wake_trials)
+        p99 = _percentile(latencies, 0.99)
+        for label, value in (("median", statistics.median(latencies)), ("p99", p99), ("max", max(latencies))):
+            figures.append(
+                Figure("P4", f"close -> ClosedError, {label}", "ns", value, None, "", "p99 < 1 ms", p99 < 1e6)
+            )
+
+        alloc = _p5_allocation(config.alloc_receives)
+        receives = alloc["receives"]
+        per_receive = alloc["growth_bytes"] / receives
+        figures.append(
+            Figure(
+                "P5",
+                f"traced memory growth over {int(receives)} receives",
+                "B/receive",
+                per_receive,
+                None,
+                "",
+                "no growth",
+                per_receive < 1.0,
+            )
+        )
+        buffers_per_1000 = alloc["distinct_buffers"] / receives * 1000
+        figures.append(
+            Figure(
+                "P5",
+                "read buffers allocated per 1000 receives",
+                "buffers",
+                buffers_per_1000,
+                alloc["plain_distinct_objects_per_receive"] * 1000,
+                "recvfrom: a new bytes each",
+                "~0 (one reused buffer)",
+                alloc["distinct_buffers"] == 1,
+            )
+        )
+
+        asyncio_ns, mine = _interleaved(
+            config.rounds,
+            lambda: _p6_asyncio(loop, sender, config.batch),
+            lambda: _p6_udpio(sender, u_rx, config.batch),
+        )
+        figures.append(
+            Figure(
+                "P6",
+                "recv vs asyncio DatagramProtocol (warm)",
+                "ns/datagram",
+                mine,
+                asyncio_ns,
+                "asyncio, default loop",
+                ">= 3x fewer ns",
+                asyncio_ns / mine >= 3,
+            )
+        )
+    finally:
+        loop.close()
+        for closable in (sender, plain_rx, u_rx, sink, plain_tx, u_tx, plain_client, u_client):
+            closable.close()
+    return figures
+
+
+def format_table(figures: list[Figure]) -> str:
+    """The figures as a fixed-width text table."""
+    header = ("rule", "figure", "udpio", "baseline", "ratio", "target", "met")
+    rows = [header]
+    for f in figures:
+        base = "-" if f.baseline is None else f"{f.baseline:,.1f} ({f.baseline_name})"
+        ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
+        rows.append(
+            (
+                f.rule,
+                f"{f.what} [{f.unit}]",
+                f"{f.udpio:,.1f}",
+                base,
+                ratio,
+                f.target,
+                "yes" if f.met else "NO",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    """What the figures were measured on."""
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def main(quick: bool = False, json_path: Optional[str] = None) -> int:
+    """Run the benchmark, print the table, optionally write JSON; returns 0."""
+    config = Config.quick() if quick else Config.full()
+    started = time.monotonic()
+    figures = run(config)
+    env = environment()
+    print(
+        f"udpio {udpio.__version__} benchmark ({'quick' if quick else 'full'}), Python {env['python']} "
+        f"on {env['platform']}; medians over {config.rounds} interleaved rounds"
+    )
+    print(format_table(figures))
+    print(f"({time.monotonic() - started:.1f} s)")
+    if json_path:
+        document = {
+            "environment": env,
+            "config": asdict(config),
+            "figures": [dict(asdict(f), ratio=f.ratio) for f in figures],
+        }
+        with open(json_path, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+    return 0
