@@ -96,7 +96,7 @@ def thread_is_waiting_in_select(thread: threading.Thread) -> bool:
 
     frame = sys._current_frames().get(thread.ident or -1)
     while frame is not None:
-        if frame.f_code.co_name in ("select", "_wait"):
+        if frame.f_code.co_name == "_wait":  # udpio._socket._wait: parked in the selector
             return True
         frame = frame.f_back
     return False

@@ -292,12 +292,12 @@ def _p4_wake_latencies_ns(trials: int) -> list[float]:
 
 
 def _until_blocked(thread: threading.Thread) -> None:
-    # The reader is "blocked" once its stack shows the selector wait.
+    # The reader is "blocked" once its stack shows udpio's selector wait.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         frame = sys._current_frames().get(thread.ident or -1)
         while frame is not None:
-            if frame.f_code.co_name == "select":
+            if frame.f_code.co_name == "_wait":
                 return
             frame = frame.f_back
         time.sleep(0.0002)

@@ -19,6 +19,7 @@ long form):
 
 from __future__ import annotations
 
+import functools
 import selectors
 import socket
 import threading
@@ -83,6 +84,7 @@ class Socket:
         self._sock: Final = conn
         self._pool: Final = _pool if _pool is not None else shared_pool()
         self._rsel: Final = rsel
+        self._wait_readable: Final = _waiter(rsel)
         self._wakeup: Final = wakeup
         # Made on the first send that finds the kernel buffer full; guarded by _writer.
         self._wsel: Optional[selectors.BaseSelector] = None
@@ -227,10 +229,10 @@ class Socket:
         # Caller holds the reader role. Wait only after the syscall said
         # "would block", and retry it after every wake-up.
         deadline = None if timeout is None else monotonic() + timeout
-        select = self._rsel.select
+        wait = self._wait_readable
         recvfrom_into = self._sock.recvfrom_into
         while True:
-            _wait(select, deadline, timeout, "recv")
+            _wait(wait, deadline, timeout, "recv")
             if self._closed:
                 raise ClosedError("closed while waiting in recv")
             try:
@@ -383,6 +385,23 @@ class Socket:
             return  # closed, or __init__ never finished
         warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
         self._release()
+
+
+def _waiter(sel: selectors.BaseSelector) -> Callable[[Optional[float]], object]:
+    # What recv calls to wait. Its result is ignored (recv retries the
+    # syscall and checks _closed after every wake-up), so on epoll we skip
+    # EpollSelector.select's bookkeeping (timeout conversion, sizing, mapping
+    # each ready fd back to its key) and call the epoll object it wraps:
+    # measured at ~0.5 us less per wait, a third of what separated a udpio
+    # ping-pong round trip from a plain one. Same syscall, same EINTR retry
+    # with the remaining time (PEP 475). Any other selector: its select().
+    if type(sel) is selectors.EpollSelector:
+        epoll = getattr(sel, "_selector", None)
+        if epoll is not None and hasattr(epoll, "poll"):
+            # maxevents=2: our two descriptors. The default (-1) would make
+            # CPython allocate room for FD_SETSIZE events on every call.
+            return functools.partial(epoll.poll, maxevents=2)
+    return sel.select
 
 
 def _bound_address(sock: socket.socket) -> Optional[Address]:
