@@ -1,0 +1,51 @@
+"""The README's daemon example really runs, echoes, and shuts down on SIGTERM (C3)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import HANG, plain_peer
+from tests.unit.test_cli import _env, _readline_within
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _example() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## A daemon's reader loop", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "the README lost its example"
+    return match.group(1)
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+def test_c3_readme_daemon_example_echoes_and_stops_on_sigterm() -> None:
+    code = _example()
+    assert len(code.strip().splitlines()) <= 16
+    listen = 'udpio.listen("127.0.0.1:9999")'
+    assert listen in code
+    # Port 0 instead of 9999 (no clash with anything), and say which port we got.
+    code = code.replace(listen, 'udpio.listen("127.0.0.1:0")')
+    code = code.replace("\ndef reader", "\nprint(sock.local_addr()[1], flush=True)\n\ndef reader", 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
+    try:
+        port = int(_readline_within(proc, HANG))
+        with plain_peer() as peer:
+            peer.sendto(b"from the README", ("127.0.0.1", port))
+            assert peer.recvfrom(100)[0] == b"from the README"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0, err
+        assert err == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=HANG)
