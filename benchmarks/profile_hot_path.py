@@ -67,6 +67,20 @@ def _variants(
     return compiled
 
 
+def _interleave(
+    rounds: int,
+    run_plain: Callable[[], float],
+    run: Callable[[Callable[..., Any]], float],
+    variants: dict[str, Callable[..., Any]],
+) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
+    for _ in range(rounds):
+        results["plain"].append(run_plain())
+        for name, fn in variants.items():
+            results[name].append(run(fn))
+    return results
+
+
 def _report(title: str, results: dict[str, list[float]]) -> None:
     base = statistics.median(results["plain"])
     current = statistics.median(results["current"])
@@ -106,11 +120,7 @@ def profile_recv(rounds: int) -> None:
         sock.recv(timeout=5)  # the marker
         return elapsed / BATCH * 1e9
 
-    results: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
-    for _ in range(rounds):
-        results["plain"].append(run_plain())
-        for name, fn in variants.items():
-            results[name].append(run(fn))
+    results = _interleave(rounds, run_plain, run, variants)
     for closable in (sender, plain, sock):
         closable.close()
     _report("recv of queued 64-byte datagrams (P1)", results)
@@ -145,11 +155,7 @@ def profile_send(rounds: int) -> None:
         drain()
         return elapsed / BATCH * 1e9
 
-    results: dict[str, list[float]] = {"plain": [], **{name: [] for name in variants}}
-    for _ in range(rounds):
-        results["plain"].append(run_plain())
-        for name, fn in variants.items():
-            results[name].append(run(fn))
+    results = _interleave(rounds, run_plain, run, variants)
     for closable in (sink, plain, sock):
         closable.close()
     _report("send of 64-byte datagrams (P2)", results)

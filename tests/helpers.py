@@ -160,3 +160,37 @@ def descriptors_closed(sock: udpio.Socket) -> bool:
         and wakeup._reader.fileno() == -1
         and wakeup._writer.fileno() == -1
     )
+
+
+@contextmanager
+def full_send_buffer(tmp_path: object) -> Iterator[tuple[udpio.Socket, str, socket.socket]]:
+    """A Socket whose next send must wait: a Unix datagram peer that never reads.
+
+    UDP over loopback drops datagrams instead of blocking the sender, so the
+    only honest way to make the kernel say "would block" is a datagram
+    socket family with flow control. The private constructor accepts it.
+    Yields the Socket, the sink's path (the destination) and the sink.
+    """
+    path = os.path.join(str(tmp_path), "sink")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(path)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock = udpio.Socket(conn)
+    except BaseException:
+        conn.close()
+        sink.close()
+        raise
+    try:
+        deadline = time.monotonic() + HANG
+        while True:
+            try:
+                conn.sendto(b"x" * 512, path)
+            except BlockingIOError:
+                break
+            assert time.monotonic() < deadline, "the sink never filled"
+        yield sock, path, sink
+    finally:
+        sock.close()
+        sink.close()
+        os.unlink(path)

@@ -19,6 +19,7 @@ import udpio
 from tests.helpers import (
     HANG,
     descriptors_closed,
+    full_send_buffer,
     join,
     pair,
     plain_peer,
@@ -230,28 +231,8 @@ def test_c3_close_waits_for_sends_in_flight() -> None:
         assert errors == []
 
 
-@contextmanager
-def _waiting_sender(tmp_path: Path) -> Iterator[tuple[udpio.Socket, str]]:
-    # See test_send._full_send_buffer: a Unix datagram sink that never reads.
-    path = str(tmp_path / "sink")
-    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sink.bind(path)
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock = udpio.Socket(conn)
-    try:
-        while True:
-            try:
-                conn.sendto(b"x" * 512, path)
-            except BlockingIOError:
-                break
-        yield sock, path
-    finally:
-        sock.close()
-        sink.close()
-
-
 def test_c3_close_wakes_blocked_recv_and_blocked_send_together(tmp_path: Path) -> None:
-    with _waiting_sender(tmp_path) as (sock, path):
+    with full_send_buffer(tmp_path) as (sock, path, _):
         reader, read_out = run_in_thread(sock.recv, "reader")
         sender, send_out = run_in_thread(lambda: sock.send(b"y", path), "sender")  # type: ignore[arg-type]
         wait_blocked(reader)
@@ -331,7 +312,7 @@ def test_c5_close_from_signal_handler_on_the_reading_thread() -> None:
 
 @needs_signals
 def test_c5_close_from_signal_handler_during_blocked_send(tmp_path: Path) -> None:
-    with _waiting_sender(tmp_path) as (sock, path):
+    with full_send_buffer(tmp_path) as (sock, path, _):
 
         def handler(signum: int, frame: Optional[FrameType]) -> None:
             sock.close()

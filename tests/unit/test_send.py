@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import array
 import errno
-import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 import udpio
-from tests.helpers import HANG, join, pair, plain_peer, run_in_thread, wait_blocked
+from tests.helpers import HANG, full_send_buffer, join, pair, plain_peer, run_in_thread, wait_blocked
 
 
 def test_s1_one_datagram_per_send_returns_length(loopback: str) -> None:
@@ -83,36 +80,8 @@ def test_s3_bad_destination_names_it_and_socket_stays_usable(dst: object, error:
         assert peer.recv(10) == b"ok"
 
 
-@contextmanager
-def _full_send_buffer(tmp_path: Path) -> Iterator[tuple[udpio.Socket, str, socket.socket]]:
-    """A Socket whose next send must wait: a Unix datagram peer that never reads.
-
-    UDP over loopback drops datagrams instead of blocking the sender, so the
-    only honest way to make the kernel say "would block" is a datagram
-    socket family with flow control. The private constructor accepts it.
-    """
-    path = str(tmp_path / "sink")
-    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sink.bind(path)
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock = udpio.Socket(conn)
-    try:
-        deadline = time.monotonic() + HANG
-        while True:
-            try:
-                conn.sendto(b"x" * 512, path)
-            except BlockingIOError:
-                break
-            assert time.monotonic() < deadline, "the sink never filled"
-        yield sock, path, sink
-    finally:
-        sock.close()
-        sink.close()
-        os.unlink(path)
-
-
 def test_s4_full_buffer_send_times_out(tmp_path: Path) -> None:
-    with _full_send_buffer(tmp_path) as (sock, path, _):
+    with full_send_buffer(tmp_path) as (sock, path, _):
         start = time.monotonic()
         with pytest.raises(TimeoutError):
             sock.send(b"y", path, timeout=0.2)  # type: ignore[arg-type]
@@ -122,7 +91,7 @@ def test_s4_full_buffer_send_times_out(tmp_path: Path) -> None:
 
 
 def test_s4_full_buffer_send_waits_for_room(tmp_path: Path) -> None:
-    with _full_send_buffer(tmp_path) as (sock, path, sink):
+    with full_send_buffer(tmp_path) as (sock, path, sink):
         sender, outcome = run_in_thread(lambda: sock.send(b"waited", path), "sender")  # type: ignore[arg-type]
         wait_blocked(sender)
         assert not outcome.done.is_set()
@@ -140,7 +109,7 @@ def test_s4_full_buffer_send_waits_for_room(tmp_path: Path) -> None:
 
 
 def test_s4_close_wakes_a_waiting_send(tmp_path: Path) -> None:
-    with _full_send_buffer(tmp_path) as (sock, path, _):
+    with full_send_buffer(tmp_path) as (sock, path, _):
         sender, outcome = run_in_thread(lambda: sock.send(b"stuck", path), "sender")  # type: ignore[arg-type]
         wait_blocked(sender)
         sock.close()
