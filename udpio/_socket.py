@@ -515,9 +515,4 @@ def wrap_conn(conn: socket.socket) -> Socket:
         raise ValueError(f"udpio: wrap_conn needs a UDP (SOCK_DGRAM) socket, not {conn.type!r}")
     if conn.family not in _FAMILIES:
         raise ValueError(f"udpio: wrap_conn needs an AF_INET or AF_INET6 socket, not {conn.family!r}")
-    was_blocking = conn.getblocking()
-    try:
-        return Socket(conn)
-    except BaseException:
-        conn.setblocking(was_blocking)
-        raise
+    return Socket(conn)  # on failure it leaves conn as it was (setblocking is its last step)

@@ -345,3 +345,18 @@ def test_r8_icmp_error_raised_verbatim_and_socket_usable() -> None:
         peer.sendto(b"alive", sock.conn().getsockname())
         frame, src = sock.recv(timeout=HANG)
         assert bytes(frame) == b"alive" and src == peer.getsockname()
+
+
+def test_r8_icmp_error_wakes_a_recv_that_is_already_waiting() -> None:
+    # The error arrives while recv waits in the selector (not on its first
+    # try): the wake-up must surface it, not swallow it and wait again.
+    sock, dead = _refused_pair()
+    with sock:
+        reader, outcome = run_in_thread(lambda: sock.recv(timeout=5), "reader")
+        wait_blocked(reader)
+        sock.send(b"to nobody", dead)  # send may run beside a waiting recv (C2)
+        join(reader)
+        assert isinstance(outcome.error, ConnectionRefusedError), outcome.error
+        assert outcome.error.errno == errno.ECONNREFUSED
+        with pytest.raises(TimeoutError):
+            sock.recv(timeout=0)  # still usable
