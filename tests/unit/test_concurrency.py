@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Optional, cast
+from typing import Any, Optional, cast
 
 import pytest
 
@@ -229,6 +229,66 @@ def test_c3_close_waits_for_sends_in_flight() -> None:
         for thread in threads:
             join(thread)
         assert errors == []
+
+
+class _PausingSocket(socket.socket):
+    """A UDP socket whose next sendto/recvfrom_into stops half-way, until released.
+
+    It holds open the window in which a call has committed to the
+    descriptor but not finished with it: close() must not free the
+    descriptor then (C3), however long the window lasts.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(socket.AF_INET, socket.SOCK_DGRAM)
+        self.armed = ""
+        self.entered = threading.Event()
+        self.proceed = threading.Event()
+        self.fd_during_call = -2
+
+    def _pause(self, name: str) -> None:
+        if self.armed == name:
+            self.armed = ""
+            self.entered.set()
+            assert self.proceed.wait(HANG)
+            self.fd_during_call = self.fileno()
+
+    def sendto(self, *args: Any) -> int:  # type: ignore[override]
+        self._pause("sendto")
+        return super().sendto(*args)
+
+    def recvfrom_into(self, *args: Any) -> Any:  # type: ignore[override]
+        self._pause("recvfrom_into")
+        return super().recvfrom_into(*args)
+
+
+@pytest.mark.parametrize("call", ["sendto", "recvfrom_into"])
+def test_c3_close_never_frees_the_descriptor_under_a_running_call(call: str) -> None:
+    conn = _PausingSocket()
+    conn.bind(("127.0.0.1", 0))
+    sock = udpio.wrap_conn(conn)
+    with plain_peer() as peer:
+        peer.sendto(b"queued", conn.getsockname())
+        conn.armed = call
+        if call == "sendto":
+            worker, outcome = run_in_thread(lambda: sock.send(b"late", peer.getsockname()), "sender")
+        else:
+            worker, outcome = run_in_thread(lambda: sock.recv(timeout=HANG), "reader")
+        assert conn.entered.wait(HANG)
+        closer, closed = run_in_thread(sock.close, "closer")
+        # While the call is inside the syscall wrapper, close() must wait.
+        # (A correct close() is blocked here for sure; a broken one would
+        # free the descriptor at once.)
+        closer.join(0.2)
+        assert closer.is_alive(), "close() returned while a call was still using the descriptor"
+        assert conn.fileno() != -1
+        conn.proceed.set()
+        join(worker)
+        join(closer)
+        assert closed.error is None
+        assert conn.fd_during_call >= 0  # the call ran on a live descriptor ...
+        assert outcome.error is None, outcome.error  # ... and completed normally
+        assert descriptors_closed(sock)
 
 
 def test_c3_close_wakes_blocked_recv_and_blocked_send_together(tmp_path: Path) -> None:
