@@ -253,11 +253,11 @@ class _PausingSocket(socket.socket):
             assert self.proceed.wait(HANG)
             self.fd_during_call = self.fileno()
 
-    def sendto(self, *args: Any) -> int:  # type: ignore[override]
+    def sendto(self, *args: Any) -> int:
         self._pause("sendto")
         return super().sendto(*args)
 
-    def recvfrom_into(self, *args: Any) -> Any:  # type: ignore[override]
+    def recvfrom_into(self, *args: Any) -> Any:
         self._pause("recvfrom_into")
         return super().recvfrom_into(*args)
 
