@@ -142,3 +142,16 @@ def test_s5_connection_refused_is_raised_verbatim_by_send() -> None:
         sock.conn().connect(peer.getsockname())
         assert sock.send(b"usable", peer.getsockname()) == 6
         assert peer.recv(10) == b"usable"
+
+
+def test_s4_timeout_also_bounds_waiting_behind_another_send(tmp_path: Path) -> None:
+    with full_send_buffer(tmp_path) as (sock, path, _):
+        first, first_out = run_in_thread(lambda: sock.send(b"first", path), "first")  # type: ignore[arg-type]
+        wait_blocked(first)  # holds the writer role while it waits for room
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="another send"):
+            sock.send(b"second", path, timeout=0.1)  # type: ignore[arg-type]
+        assert time.monotonic() - start >= 0.09
+        sock.close()
+        join(first)
+        assert isinstance(first_out.error, udpio.ClosedError)
