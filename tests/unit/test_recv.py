@@ -7,6 +7,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import cast
 
 import pytest
@@ -18,6 +20,15 @@ from udpio._pool import BufferPool, is_exported
 MAX_PAYLOAD = {"127.0.0.1": 65507, "::1": 65527}
 
 
+@contextmanager
+def linked(family: str = "127.0.0.1") -> Iterator[tuple[udpio.Socket, udpio.Socket, udpio.Address]]:
+    """A receiving and a sending Socket on loopback, and the receiver's address."""
+    with pair(family) as (rx, tx):
+        dst = rx.local_addr()
+        assert dst is not None
+        yield rx, tx, dst
+
+
 def _pattern(size: int, seed: int) -> bytes:
     return bytes((i * 7 + seed) & 0xFF for i in range(size))
 
@@ -25,9 +36,7 @@ def _pattern(size: int, seed: int) -> bytes:
 def test_r1_every_size_arrives_exactly(loopback: str) -> None:
     top = MAX_PAYLOAD[loopback]
     sizes = [0, 1, 2, 63, 64, 1472, 1500, 8192, top - 1, top, 0, 5]
-    with pair(loopback) as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked(loopback) as (rx, tx, dst):
         for seed, size in enumerate(sizes):
             payload = _pattern(size, seed)
             assert tx.send(payload, dst) == size
@@ -38,9 +47,7 @@ def test_r1_every_size_arrives_exactly(loopback: str) -> None:
 
 
 def test_r1_zero_length_datagram_is_an_empty_frame_not_eof() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"", dst)
         tx.send(b"after", dst)
         frame, _ = rx.recv(timeout=HANG)
@@ -50,9 +57,7 @@ def test_r1_zero_length_datagram_is_an_empty_frame_not_eof() -> None:
 
 
 def test_r1_no_stale_byte_of_a_longer_datagram_is_visible() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"A" * 4000, dst)
         tx.send(b"B" * 3, dst)
         rx.recv(timeout=HANG)
@@ -70,9 +75,7 @@ def test_r1_larger_than_any_datagram_by_construction() -> None:
 
 
 def test_r2_frame_is_read_only_1d_contiguous_bytes() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"read only", dst)
         frame, _ = rx.recv(timeout=HANG)
         assert isinstance(frame, memoryview)
@@ -86,9 +89,7 @@ def test_r2_frame_is_read_only_1d_contiguous_bytes() -> None:
 
 @pytest.mark.parametrize("ending", ["frame", "timeout", "closed"])
 def test_r3_frame_released_on_next_recv(ending: str) -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"first", dst)
         frame, _ = rx.recv(timeout=HANG)
         assert bytes(frame) == b"first"
@@ -107,9 +108,7 @@ def test_r3_frame_released_on_next_recv(ending: str) -> None:
 
 
 def test_r3_frame_stays_valid_until_next_recv() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"hold", dst)
         frame, _ = rx.recv(timeout=HANG)
         tx.send(b"next", dst)
@@ -118,9 +117,7 @@ def test_r3_frame_stays_valid_until_next_recv() -> None:
 
 
 def test_r3_refused_recv_does_not_release_the_frame() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"keep", dst)
         frame, _ = rx.recv(timeout=HANG)
         with pytest.raises(ValueError):
@@ -129,9 +126,7 @@ def test_r3_refused_recv_does_not_release_the_frame() -> None:
 
 
 def test_r3_frame_exported_by_caller_stays_valid_and_recv_does_not_fail() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"\x01\x02\x03\x04", dst)
         frame, _ = rx.recv(timeout=HANG)
         unpacker = struct.iter_unpack("B", frame)  # holds a buffer export of the frame itself
@@ -143,9 +138,7 @@ def test_r3_frame_exported_by_caller_stays_valid_and_recv_does_not_fail() -> Non
 
 
 def test_r4_retained_slice_not_overwritten() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"0123456789", dst)
         frame, _ = rx.recv(timeout=HANG)
         kept = frame[2:5]
@@ -156,9 +149,7 @@ def test_r4_retained_slice_not_overwritten() -> None:
 
 
 def test_r4_retained_memoryview_of_frame_not_overwritten() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"keep me", dst)
         frame, _ = rx.recv(timeout=HANG)
         view = memoryview(frame)
@@ -169,9 +160,7 @@ def test_r4_retained_memoryview_of_frame_not_overwritten() -> None:
 
 
 def test_r4_buffer_is_reused_once_nothing_exports_it() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"a", dst)
         first, _ = rx.recv(timeout=HANG)
         owner = first.obj
@@ -201,9 +190,7 @@ def test_r4_exported_buffer_never_returns_to_the_pool() -> None:
 
 
 def test_r5_close_does_not_pull_the_frame_from_the_handler() -> None:
-    with pair() as (rx, tx):
-        dst = rx.local_addr()
-        assert dst is not None
+    with linked() as (rx, tx, dst):
         tx.send(b"in the handler", dst)
         frame, _ = rx.recv(timeout=HANG)
         closer, outcome = run_in_thread(rx.close, "closer")
