@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Union
 
-__all__ = ["Address", "parse", "resolve"]
+__all__ = ["Address", "format_address", "parse", "resolve"]
 
 #: What the standard socket module uses: (host, port) for IPv4,
 #: (host, port, flowinfo, scope_id) for IPv6.
@@ -101,6 +101,12 @@ def parse(addr: object) -> tuple[str, int]:
             f"(host, port) tuple, not {type(addr).__name__}"
         )
     return (host or "0.0.0.0"), port
+
+
+def format_address(addr: Address) -> str:
+    """``addr`` as ``host:port``, with brackets around an IPv6 host (the form ``parse`` reads)."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # Indirection so tests can forbid name lookups that would leave the machine.

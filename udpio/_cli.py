@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Optional
 
 import udpio
-from udpio._addresses import Address, parse, resolve
+from udpio._addresses import format_address, parse, resolve
 
 __all__ = ["main"]
 
@@ -43,11 +43,6 @@ def _timeout(text: str) -> float:
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"timeout must be a finite number >= 0, not {text!r}")
     return value
-
-
-def _format(addr: Address) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +77,7 @@ def _echo(addr: str) -> int:
     sock = udpio.listen(addr)
     local = sock.local_addr()
     assert local is not None
-    print(f"listening on {_format(local)}", flush=True)
+    print(f"listening on {format_address(local)}", flush=True)
 
     counts = {"received": 0, "received_bytes": 0, "sent": 0, "sent_bytes": 0}
 
@@ -103,7 +98,7 @@ def _echo(addr: str) -> int:
             except udpio.ClosedError:
                 return
             except OSError as exc:
-                print(f"udpio echo: send to {_format(src)}: {exc}", file=sys.stderr, flush=True)
+                print(f"udpio echo: send to {format_address(src)}: {exc}", file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         sock.close()  # all a handler does: the reader wakes with ClosedError

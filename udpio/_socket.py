@@ -29,7 +29,7 @@ from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Optional
 
-from udpio._addresses import Address, resolve
+from udpio._addresses import Address, format_address, resolve
 from udpio._errors import ClosedError, ConcurrentRecvError
 from udpio._pool import BufferPool, shared_pool
 from udpio._wakeup import Wakeup
@@ -365,7 +365,7 @@ class Socket:
         if self._closed:
             return "<udpio.Socket closed>"
         local = self._local
-        where = "unbound" if local is None else _format(local)
+        where = "unbound" if local is None else format_address(local)
         return f"<udpio.Socket {where}>"
 
     def __enter__(self) -> Socket:
@@ -449,11 +449,6 @@ def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception
     if not contiguous:
         return TypeError("udpio: frame must be a C-contiguous buffer")
     return type(exc)(f"udpio: bad destination {dst!r}: {exc}")
-
-
-def _format(addr: Address) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen(addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None) -> Socket:
