@@ -7,7 +7,38 @@ from collections.abc import Iterator
 
 import pytest
 
+import udpio
 from tests.helpers import has_ipv6
+from udpio import _backend, _socket
+
+#: Every test runs once per backend (N1). The native run is skipped only
+#: where the extension is not built, and fails instead when
+#: UDPIO_TEST_REQUIRE_NATIVE is set (tox and CI set it).
+BACKENDS = ["python", "native"]
+
+
+def _socket_class(name: str) -> type[_socket.Socket]:
+    if name == "python":
+        return _socket.Socket
+    try:
+        if _backend._pure_forced():
+            raise ImportError("UDPIO_NO_EXTENSIONS is set")
+        return _backend.native_socket()
+    except ImportError as exc:
+        if os.environ.get("UDPIO_TEST_REQUIRE_NATIVE", "") not in ("", "0"):
+            pytest.fail(f"the native backend must be tested here but does not load: {exc}")
+        pytest.skip(f"the native backend is not available here: {exc}")
+
+
+@pytest.fixture(scope="module", params=BACKENDS, autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Point udpio.Socket (and so listen, wrap_conn, the CLI) at one backend."""
+    name: str = request.param
+    cls = _socket_class(name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(udpio, "Socket", cls)
+        patch.setattr(udpio, "BACKEND", name)
+        yield name
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,18 +7,26 @@ descriptor that ``close()`` signals, so ``recv`` returns ``ClosedError``
 at once. Frames are read-only views into a reused buffer: valid until the
 next ``recv``, never overwritten while you keep a slice.
 
-The behaviour is specified rule by rule in the project's contract; see
-README.md.
+``BACKEND`` says which implementation runs: ``"native"`` (the C hot path)
+or ``"python"``. The behaviour is the same; docs/reference.md has it rule
+by rule.
 """
 
-from udpio._addresses import Address
-from udpio._errors import ClosedError, ConcurrentRecvError
-from udpio._socket import Socket, listen, wrap_conn
+from __future__ import annotations
 
-#: Alias kept for the Go-flavoured name in the contract's seed API.
+import socket
+from typing import Optional, Union
+
+from udpio import _socket
+from udpio._addresses import Address
+from udpio._backend import BACKEND, Socket
+from udpio._errors import ClosedError, ConcurrentRecvError
+
+#: Alias kept for the Go-flavoured name of the seed API.
 ErrClosed = ClosedError
 
 __all__ = [
+    "BACKEND",
     "Address",
     "ClosedError",
     "ConcurrentRecvError",
@@ -29,3 +37,35 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def listen(
+    addr: Union[str, tuple[str, int]], *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
+) -> Socket:
+    """Resolve ``addr``, bind a UDP socket to it, and return it as a Socket.
+
+    ``addr`` is ``"host:port"`` (``"127.0.0.1:0"``, ``"[::1]:9000"``,
+    ``"localhost:0"``, ``":9000"`` for all IPv4 interfaces, ``"[::]:9000"``)
+    or a ``(host, port)`` tuple; port 0 picks a free port. The first
+    resolved address that binds wins. ``rcvbuf``/``sndbuf`` set
+    ``SO_RCVBUF``/``SO_SNDBUF``.
+
+    Raises ``ValueError``/``TypeError`` for a malformed address or buffer
+    size (quoting it), ``socket.gaierror`` for a host that does not
+    resolve, and the kernel's ``OSError`` (e.g. ``EADDRINUSE``). A failed
+    call leaves no descriptor open. Thread-safe.
+    """
+    return _socket.listen_with(Socket, addr, rcvbuf=rcvbuf, sndbuf=sndbuf)
+
+
+def wrap_conn(conn: socket.socket) -> Socket:
+    """Adopt an existing UDP socket (IPv4 or IPv6, bound or not) as a Socket.
+
+    On success the Socket owns ``conn``: it makes it nonblocking and
+    ``close()`` closes it; do not close it yourself.
+
+    Raises ``TypeError`` for something that is not a ``socket.socket`` and
+    ``ValueError`` for a closed, non-UDP or non-IP socket; then ``conn`` is
+    left exactly as it was. Thread-safe.
+    """
+    return _socket.wrap_conn_with(Socket, conn)

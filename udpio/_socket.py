@@ -1,5 +1,9 @@
 """The Socket: one nonblocking UDP socket, its selectors, its wake-up, and the close protocol.
 
+This is the pure-Python backend and the reference for the native one
+(``_native.py`` over ``_speedups.c``), which replaces ``recv`` and
+``send`` only and calls back into this class for everything else.
+
 How a call and ``close()`` share the descriptors (docs/design.md has the
 long form):
 
@@ -27,22 +31,31 @@ import warnings
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol
 
 from udpio._addresses import Address, format_address, resolve
 from udpio._errors import ClosedError, ConcurrentRecvError
-from udpio._pool import BufferPool, shared_pool
+from udpio._pool import BUFFER_SIZE, BufferPool, shared_pool
 from udpio._wakeup import Wakeup
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["Socket", "listen", "wrap_conn"]
+__all__ = ["Socket", "listen_with", "wrap_conn_with"]
 
 _FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
 
 
-def _owned_by_me(lock: threading.RLock) -> Callable[[], bool]:
+class _Role(Protocol):
+    """What a role lock offers: an RLock here, ``_speedups.Role`` natively."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *args: object) -> None: ...
+
+
+def _owned_by_me(lock: _Role) -> Callable[[], bool]:
     # RLock records its owner atomically with the acquisition, which is what
     # lets close() tell "my own interrupted call holds this" from "another
     # thread holds this" without a window between acquiring and recording.
@@ -66,7 +79,18 @@ class Socket:
     context manager to close it on exit.
     """
 
-    def __init__(self, conn: socket.socket, *, _pool: Optional[BufferPool] = None) -> None:
+    # What a backend supplies: its role locks and its buffers. The native
+    # Socket (udpio._native) overrides these three and recv/send.
+    _new_role: ClassVar[Callable[[], _Role]] = staticmethod(threading.RLock)
+    _default_pool: ClassVar[Callable[[], BufferPool[Any]]] = staticmethod(shared_pool)
+    _check_timeout = staticmethod(_check_timeout)
+
+    @staticmethod
+    def _make_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[Any]:
+        """A private pool of this backend's buffers (for tests and diagnostics)."""
+        return BufferPool(size, max_idle)
+
+    def __init__(self, conn: socket.socket, *, _pool: Optional[BufferPool[Any]] = None) -> None:
         """Private: use :func:`listen` or :func:`wrap_conn`, which validate ``conn``."""
         rsel = selectors.DefaultSelector()
         wakeup: Optional[Wakeup] = None
@@ -82,7 +106,7 @@ class Socket:
             rsel.close()
             raise
         self._sock: Final = conn
-        self._pool: Final = _pool if _pool is not None else shared_pool()
+        self._pool: Final = _pool if _pool is not None else self._default_pool()
         self._rsel: Final = rsel
         self._wait_readable: Final = _waiter(rsel)
         self._wakeup: Final = wakeup
@@ -91,14 +115,14 @@ class Socket:
 
         # The reader role: held for the whole of recv. Owns _buf, _frame and
         # recv's use of the descriptors and of _rsel (C1, R3, R4).
-        self._reader: Final = threading.RLock()
+        self._reader: Final = self._new_role()
         self._reader_is_me: Final = _owned_by_me(self._reader)
-        self._buf: Optional[bytearray] = None
+        self._buf: Optional[Any] = None  # a bytearray here, a ReadBuffer natively
         self._frame: Optional[memoryview] = None
 
         # The writer role: held while send uses the descriptor or waits for
         # room in the kernel buffer. Owns _wsel (C2, S4).
-        self._writer: Final = threading.RLock()
+        self._writer: Final = self._new_role()
         self._writer_is_me: Final = _owned_by_me(self._writer)
 
         # Set once by close(), before it waits out the roles; a role holder
@@ -139,7 +163,8 @@ class Socket:
         ``ValueError`` for a negative timeout, and the kernel's ``OSError``
         (e.g. ``ConnectionRefusedError``) verbatim.
 
-        Thread-safe in the sense of C1: one caller at a time, checked.
+        Thread-safe, one caller at a time: a second thread calling ``recv``
+        meanwhile gets ``ConcurrentRecvError`` at once.
         """
         if timeout is not None:
             _check_timeout(timeout)
@@ -167,12 +192,12 @@ class Socket:
                         self._buf = None  # retained by the caller: never write it again
                     else:
                         del buf[-1]
-            if self._closed:
+            buf = self._buf
+            if buf is None and not self._closed:
+                buf = self._buf = self._pool.get()
+            if self._closed:  # R5: the reader's next recv after close()
                 self._return_buffer()
                 raise ClosedError()
-            buf = self._buf
-            if buf is None:
-                buf = self._buf = self._pool.get()
             try:
                 nbytes, addr = self._sock.recvfrom_into(buf)
             except BlockingIOError:
@@ -227,18 +252,23 @@ class Socket:
 
     def _wait_and_recv(self, buf: bytearray, timeout: Optional[float]) -> tuple[int, Address]:
         # Caller holds the reader role. Wait only after the syscall said
-        # "would block", and retry it after every wake-up.
+        # "would block", and retry it after every wake-up. (The native recv
+        # runs this same loop in C, calling _await_readable.)
         deadline = None if timeout is None else monotonic() + timeout
-        wait = self._wait_readable
         recvfrom_into = self._sock.recvfrom_into
         while True:
-            _wait(wait, deadline, timeout, "recv")
-            if self._closed:
-                raise ClosedError("closed while waiting in recv")
+            self._await_readable(deadline, timeout)
             try:
                 return recvfrom_into(buf)
             except BlockingIOError:
                 continue  # a wake-up with nothing to read; wait again
+
+    def _await_readable(self, deadline: Optional[float], timeout: Optional[float]) -> None:
+        # One wait for the socket or the wake-up, then the closed check (C3).
+        # Caller holds the reader role.
+        _wait(self._wait_readable, deadline, timeout, "recv")
+        if self._closed:
+            raise ClosedError("closed while waiting in recv")
 
     def _wait_and_send(
         self, frame: ReadableBuffer, dst: Address, deadline: Optional[float], timeout: Optional[float]
@@ -451,20 +481,10 @@ def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception
     return type(exc)(f"udpio: bad destination {dst!r}: {exc}")
 
 
-def listen(addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None) -> Socket:
-    """Resolve ``addr``, bind a UDP socket to it, and return it as a Socket.
-
-    ``addr`` is ``"host:port"`` (``"127.0.0.1:0"``, ``"[::1]:9000"``,
-    ``"localhost:0"``, ``":9000"`` for all IPv4 interfaces, ``"[::]:9000"``)
-    or a ``(host, port)`` tuple; port 0 picks a free port. The first
-    resolved address that binds wins. ``rcvbuf``/``sndbuf`` set
-    ``SO_RCVBUF``/``SO_SNDBUF``.
-
-    Raises ``ValueError``/``TypeError`` for a malformed address or buffer
-    size (quoting it), ``socket.gaierror`` for a host that does not
-    resolve, and the kernel's ``OSError`` (e.g. ``EADDRINUSE``). A failed
-    call leaves no descriptor open. Thread-safe.
-    """
+def listen_with(
+    cls: type[Socket], addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
+) -> Socket:
+    """``udpio.listen`` for the Socket class ``cls`` (a backend's)."""
     for name, size in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool):
@@ -480,7 +500,7 @@ def listen(addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] 
             if sndbuf is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
             sock.bind(sockaddr)
-            return Socket(sock)
+            return cls(sock)
         except OSError as exc:
             sock.close()
             if first_error is None:
@@ -492,16 +512,8 @@ def listen(addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] 
     raise first_error
 
 
-def wrap_conn(conn: socket.socket) -> Socket:
-    """Adopt an existing UDP socket (IPv4 or IPv6, bound or not) as a Socket.
-
-    On success the Socket owns ``conn``: it makes it nonblocking and
-    ``close()`` closes it; do not close it yourself.
-
-    Raises ``TypeError`` for something that is not a ``socket.socket`` and
-    ``ValueError`` for a closed, non-UDP or non-IP socket; then ``conn`` is
-    left exactly as it was. Thread-safe.
-    """
+def wrap_conn_with(cls: type[Socket], conn: socket.socket) -> Socket:
+    """``udpio.wrap_conn`` for the Socket class ``cls`` (a backend's)."""
     if not isinstance(conn, socket.socket):
         raise TypeError(f"udpio: wrap_conn needs a socket.socket, not {type(conn).__name__}")
     if conn.fileno() == -1:
@@ -510,4 +522,4 @@ def wrap_conn(conn: socket.socket) -> Socket:
         raise ValueError(f"udpio: wrap_conn needs a UDP (SOCK_DGRAM) socket, not {conn.type!r}")
     if conn.family not in _FAMILIES:
         raise ValueError(f"udpio: wrap_conn needs an AF_INET or AF_INET6 socket, not {conn.family!r}")
-    return Socket(conn)  # on failure it leaves conn as it was (setblocking is its last step)
+    return cls(conn)  # on failure it leaves conn as it was (setblocking is its last step)

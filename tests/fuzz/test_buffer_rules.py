@@ -7,13 +7,14 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 import udpio
 from tests.helpers import HANG
-from udpio._pool import BufferPool, is_exported
+from udpio._pool import BufferPool
 
 MAX_V4 = 65507
 EDGES = [0, 1, 2, 1471, 1472, 1473, 1499, 1500, 1501, 8191, 8192, 8193, MAX_V4 - 1, MAX_V4]
@@ -44,7 +45,7 @@ class Kept:
 class Harness:
     rx: udpio.Socket
     peer: socket.socket
-    pool: BufferPool
+    pool: BufferPool[Any]
     kept: list[Kept] = field(default_factory=list)
 
     def check_kept(self) -> None:
@@ -57,7 +58,7 @@ class Harness:
         assert len(idle) <= self.pool.max_idle, "R6: pool over its bound"
         assert len({id(b) for b in idle}) == len(idle), "R6: one buffer twice in the pool"
         for buf in idle:
-            assert not is_exported(buf), "R6: an exported buffer sits in the pool"
+            assert not self.pool.exported(buf), "R6: an exported buffer sits in the pool"
             assert buf is not self.rx._buf, "R6: the socket's buffer is also in the pool"
 
 
@@ -66,7 +67,7 @@ def harness() -> Iterator[Harness]:
     conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     conn.bind(("127.0.0.1", 0))
-    pool = BufferPool(max_idle=2)
+    pool = udpio.Socket._make_pool(max_idle=2)
     rx = udpio.Socket(conn, _pool=pool)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:

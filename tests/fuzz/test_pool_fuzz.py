@@ -7,8 +7,8 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
+import udpio
 from tests.helpers import join
-from udpio._pool import BufferPool, is_exported
 
 ops = st.lists(st.sampled_from(["get", "put", "retain", "let-go", "put-retained"]), max_size=40)
 
@@ -17,25 +17,32 @@ ops = st.lists(st.sampled_from(["get", "put", "retain", "let-go", "put-retained"
 def test_r6_pool_never_aliases_and_stays_bounded_under_threads(
     per_thread: list[list[str]], max_idle: int
 ) -> None:
-    pool = BufferPool(size=64, max_idle=max_idle)
+    pool = udpio.Socket._make_pool(size=64, max_idle=max_idle)
+    owners: dict[int, int] = {}  # id(buffer) -> the worker holding it
+    owners_lock = threading.Lock()
+    every_buffer: list[object] = []  # keeps each alive, so no id() is reused
     problems: list[str] = []
     start = threading.Barrier(len(per_thread))
 
     def worker(tag: int, script: list[str]) -> None:
-        held: list[bytearray] = []
+        held: list[object] = []
         views: list[memoryview] = []
         start.wait()
         for step, op in enumerate(script):
             if op == "get":
                 buf = pool.get()
-                if is_exported(buf):
+                if pool.exported(buf):
                     problems.append("get returned an exported buffer")
-                buf[0:2] = bytes([tag, step & 0xFF])  # ownership mark
+                with owners_lock:
+                    every_buffer.append(buf)
+                    if owners.setdefault(id(buf), tag) != tag:
+                        problems.append("get returned a buffer another worker holds")
                 held.append(buf)
             elif op == "put" and held:
                 buf = held.pop()
-                if buf[0:2] != bytes([tag, buf[1]]):
-                    problems.append("a held buffer was written by another owner")
+                with owners_lock:
+                    if owners.pop(id(buf), None) != tag:
+                        problems.append("a held buffer changed owner")
                 pool.put(buf)
             elif op == "retain" and held:
                 views.append(memoryview(held[-1]))
@@ -43,7 +50,8 @@ def test_r6_pool_never_aliases_and_stays_bounded_under_threads(
                 views.pop().release()
             elif op == "put-retained" and views:
                 exported = views[-1].obj
-                assert isinstance(exported, bytearray)
+                with owners_lock:
+                    owners.pop(id(exported), None)
                 if pool.put(exported):
                     problems.append("the pool took a buffer that is still exported")
                 held[:] = [b for b in held if b is not exported]
@@ -60,4 +68,4 @@ def test_r6_pool_never_aliases_and_stays_bounded_under_threads(
     assert problems == []
     idle = pool._idle
     assert len({id(b) for b in idle}) == len(idle) <= max_idle
-    assert not any(is_exported(b) for b in idle)
+    assert not any(pool.exported(b) for b in idle)

@@ -12,11 +12,16 @@ from typing import Optional, cast
 
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import udpio
 from tests.helpers import HANG, descriptors_closed, fd_count, join, run_in_thread, wait_blocked
-from udpio._pool import BufferPool, is_exported
 
 payloads = st.binary(min_size=0, max_size=2048) | st.sampled_from([b"", b"x" * 65507])
 
@@ -28,7 +33,7 @@ class SocketLife(RuleBasedStateMachine):
         conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         conn.bind(("127.0.0.1", 0))
-        self.pool = BufferPool(max_idle=2)
+        self.pool = udpio.Socket._make_pool(max_idle=2)
         self.sock = udpio.Socket(conn, _pool=self.pool)
         self.addr = conn.getsockname()
         self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -183,7 +188,7 @@ class SocketLife(RuleBasedStateMachine):
         idle = self.pool._idle
         assert len(idle) <= self.pool.max_idle  # R6
         for buf in idle:
-            assert not is_exported(buf)
+            assert not self.pool.exported(buf)
             assert buf is not self.sock._buf
 
     @invariant()
@@ -201,7 +206,10 @@ class SocketLife(RuleBasedStateMachine):
         assert fd_count() == self.fds_before  # F1
 
 
-TestSocketLife = SocketLife.TestCase
+def test_c1_c3_r3_r4_r5_r6_s1_f1_socket_life_state_machine() -> None:
+    # A plain test function rather than SocketLife.TestCase, so that it
+    # runs once per backend like every other test.
+    run_state_machine_as_test(SocketLife)
 
 
 def test_c1_refusal_does_not_touch_the_socket() -> None:

@@ -8,10 +8,12 @@ import pytest
 
 import udpio
 from tests.helpers import pair
+from udpio import _socket
 
 
 def test_api_public_names_are_exactly_the_contract_table() -> None:
     assert set(udpio.__all__) == {
+        "BACKEND",
         "Address",
         "ClosedError",
         "ConcurrentRecvError",
@@ -22,6 +24,20 @@ def test_api_public_names_are_exactly_the_contract_table() -> None:
     }
     for name in ("recv", "send", "close", "conn", "local_addr", "__enter__", "__exit__"):
         assert callable(getattr(udpio.Socket, name)), name
+
+
+def test_n2_backend_names_the_socket_in_use(backend: str) -> None:
+    assert udpio.BACKEND == backend
+    with udpio.listen("127.0.0.1:0") as sock:
+        assert type(sock) is udpio.Socket
+    native = udpio.Socket.recv is not _socket.Socket.recv
+    assert native == (backend == "native")
+
+
+def test_n1_native_methods_carry_the_pure_docstrings() -> None:
+    # help(udpio.Socket.recv) reads the same on both backends.
+    for name in ("recv", "send"):
+        assert inspect.getdoc(getattr(udpio.Socket, name)) == inspect.getdoc(getattr(_socket.Socket, name))
 
 
 @pytest.mark.parametrize(

@@ -263,7 +263,13 @@ class _PausingSocket(socket.socket):
 
 
 @pytest.mark.parametrize("call", ["sendto", "recvfrom_into"])
-def test_c3_close_never_frees_the_descriptor_under_a_running_call(call: str) -> None:
+def test_c3_close_never_frees_the_descriptor_under_a_running_call(call: str, backend: str) -> None:
+    if backend == "native":
+        pytest.skip(
+            "the native backend makes its syscalls on the descriptor in C, not through the socket "
+            "object's methods, so there is nothing to pause; its role is held across the syscall "
+            "(test_c3_close_waits_for_a_role_holder covers the roles on both backends)"
+        )
     conn = _PausingSocket()
     conn.bind(("127.0.0.1", 0))
     sock = udpio.wrap_conn(conn)

@@ -15,7 +15,6 @@ import pytest
 
 import udpio
 from tests.helpers import HANG, join, pair, plain_peer, run_in_thread, wait_blocked
-from udpio._pool import BufferPool, is_exported
 
 MAX_PAYLOAD = {"127.0.0.1": 65507, "::1": 65527}
 
@@ -170,7 +169,7 @@ def test_r4_buffer_is_reused_once_nothing_exports_it() -> None:
 
 
 def test_r4_exported_buffer_never_returns_to_the_pool() -> None:
-    pool = BufferPool(max_idle=4)
+    pool = udpio.Socket._make_pool(max_idle=4)
     conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     conn.bind(("127.0.0.1", 0))
     rx = udpio.Socket(conn, _pool=pool)
@@ -204,7 +203,7 @@ def test_r5_close_does_not_pull_the_frame_from_the_handler() -> None:
 
 
 def test_r6_pool_never_hands_one_buffer_to_two_owners() -> None:
-    pool = BufferPool(max_idle=3)
+    pool = udpio.Socket._make_pool(max_idle=3)
     held = [pool.get() for _ in range(5)]
     assert len({id(b) for b in held}) == 5
     for buf in held:
@@ -214,38 +213,45 @@ def test_r6_pool_never_hands_one_buffer_to_two_owners() -> None:
 
 
 def test_r6_pool_is_bounded() -> None:
-    pool = BufferPool(max_idle=3)
-    kept = [pool.put(bytearray(pool.size)) for _ in range(10)]
+    pool = udpio.Socket._make_pool(max_idle=3)
+    fresh = [pool.get() for _ in range(10)]
+    kept = [pool.put(buf) for buf in fresh]
     assert kept.count(True) == 3
     assert pool.idle_count() == 3
 
 
 def test_r6_pool_refuses_exported_buffers_and_double_puts() -> None:
-    pool = BufferPool(max_idle=3)
+    pool = udpio.Socket._make_pool(max_idle=3)
     buf = pool.get()
     view = memoryview(buf)
-    assert is_exported(buf)
+    assert pool.exported(buf)
     assert pool.put(buf) is False
     view.release()
-    assert not is_exported(buf)
+    assert not pool.exported(buf)
     assert pool.put(buf) is True
     with pytest.raises(RuntimeError, match="twice"):
         pool.put(buf)
 
 
 def test_r6_pool_is_thread_safe() -> None:
-    pool = BufferPool(max_idle=4)
+    pool = udpio.Socket._make_pool(max_idle=4)
     errors: list[str] = []
     start = threading.Barrier(8)
+    owners: dict[int, int] = {}  # id(buffer) -> the thread holding it
+    owners_lock = threading.Lock()
+    every_buffer: list[object] = []  # keeps each alive, so no id() is reused
 
     def worker(tag: int) -> None:
         start.wait()
-        for i in range(500):
+        for _ in range(500):
             buf = pool.get()
-            buf[0] = tag  # ownership mark: nobody else may write it while we hold it
-            buf[1] = i & 0xFF
-            if buf[0] != tag or buf[1] != i & 0xFF:
-                errors.append(f"buffer shared while thread {tag} held it")
+            with owners_lock:
+                every_buffer.append(buf)
+                if id(buf) in owners:
+                    errors.append(f"buffer handed to {tag} while thread {owners[id(buf)]} held it")
+                owners[id(buf)] = tag
+            with owners_lock:
+                del owners[id(buf)]
             pool.put(buf)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]

@@ -1,0 +1,48 @@
+"""Builds udpio's optional C extension (udpio/_speedups.c); metadata is in pyproject.toml.
+
+Where the build fails (no compiler, no headers), the install goes on with
+the pure-Python backend and prints one warning line (N2). Setting
+UDPIO_NO_EXTENSIONS=1 skips the build altogether.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, CompileError, ExecError, PlatformError
+
+_BUILD_ERRORS = (CCompilerError, CompileError, ExecError, PlatformError, OSError)
+
+
+class _OptionalBuildExt(build_ext):
+    """build_ext that turns a failed compile into the pure-Python install."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except _BUILD_ERRORS as exc:
+            _warn(exc)
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except _BUILD_ERRORS as exc:
+            _warn(exc)
+
+
+def _warn(exc: BaseException) -> None:
+    sys.stderr.write(
+        f"WARNING: udpio: the C extension was not built ({exc}); installing the pure-Python backend\n"
+    )
+
+
+def _extensions() -> list[Extension]:
+    if os.environ.get("UDPIO_NO_EXTENSIONS", "") not in ("", "0"):
+        return []
+    return [Extension("udpio._speedups", ["udpio/_speedups.c"])]
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": _OptionalBuildExt})

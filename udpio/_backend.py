@@ -1,0 +1,42 @@
+"""Which Socket this process uses: the native one where the extension is built (N2).
+
+``UDPIO_NO_EXTENSIONS=1`` in the environment forces the pure-Python
+backend, as it skips the build at install time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+from udpio import _socket
+
+__all__ = ["BACKEND", "NATIVE_ERROR", "Socket", "native_socket"]
+
+
+def _pure_forced() -> bool:
+    return os.environ.get("UDPIO_NO_EXTENSIONS", "") not in ("", "0")
+
+
+def native_socket() -> type[_socket.Socket]:
+    """The native Socket class; raises ImportError where the extension is missing."""
+    from udpio import _native
+
+    return _native.Socket
+
+
+def _load() -> tuple[type[_socket.Socket], Literal["native", "python"], str]:
+    if _pure_forced():
+        return _socket.Socket, "python", "UDPIO_NO_EXTENSIONS is set"
+    try:
+        return native_socket(), "native", ""
+    except ImportError as exc:
+        return _socket.Socket, "python", str(exc)
+
+
+_SOCKET, BACKEND, NATIVE_ERROR = _load()
+
+if TYPE_CHECKING:
+    Socket = _socket.Socket
+else:
+    Socket = _SOCKET

@@ -1,0 +1,49 @@
+"""The native backend: ``udpio.Socket`` with ``recv`` and ``send`` in C.
+
+``_speedups.Core`` (udpio/_speedups.c) carries the hot path; everything
+else is the pure Socket's, inherited unchanged: construction, the close
+protocol, ``local_addr``, waiting in the selector (the C code calls back
+into ``_await_readable``) and every case the C code does not take on
+(a send that must wait or has a timeout, an argument to complain about, a
+destination that is not a numeric tuple), which goes to ``_send_slow``,
+the pure ``send``. Importing this module fails where the extension was
+not built; ``udpio._backend`` then falls back to the pure backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from udpio import _speedups
+from udpio._pool import BUFFER_SIZE, BufferPool
+from udpio._socket import Socket as PureSocket
+
+__all__ = ["Socket"]
+
+
+def _exported(buf: _speedups.ReadBuffer) -> bool:
+    return buf.exported
+
+
+def _new_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[_speedups.ReadBuffer]:
+    return BufferPool(size, max_idle, new=_speedups.ReadBuffer, exported=_exported)
+
+
+_SHARED = _new_pool()
+
+
+def _shared_pool() -> BufferPool[_speedups.ReadBuffer]:
+    return _SHARED
+
+
+class Socket(_speedups.Core, PureSocket):
+    __doc__ = PureSocket.__doc__
+
+    _new_role = staticmethod(_speedups.Role)
+    _default_pool = staticmethod(_shared_pool)
+    _send_slow = PureSocket.send
+
+    @staticmethod
+    def _make_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[Any]:
+        """A private pool of ReadBuffers (for tests and diagnostics)."""
+        return _new_pool(size, max_idle)
