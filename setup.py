@@ -20,6 +20,12 @@ _BUILD_ERRORS = (CCompilerError, CompileError, ExecError, PlatformError, OSError
 class _OptionalBuildExt(build_ext):
     """build_ext that turns a failed compile into the pure-Python install."""
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        # One small file: always compile it afresh, so that an object built
+        # with other CFLAGS (the sanitizer job's) is never linked again.
+        self.force = True
+
     def run(self) -> None:
         try:
             super().run()

@@ -32,16 +32,18 @@ def _new_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[_speedu
 _SHARED = _new_pool()
 
 
-def _shared_pool() -> BufferPool[_speedups.ReadBuffer]:
-    return _SHARED
-
-
 class Socket(_speedups.Core, PureSocket):
     __doc__ = PureSocket.__doc__
 
-    _new_role = staticmethod(_speedups.Role)
-    _default_pool = staticmethod(_shared_pool)
     _send_slow = PureSocket.send
+
+    @staticmethod
+    def _new_role() -> _speedups.Role:
+        return _speedups.Role()
+
+    @staticmethod
+    def _default_pool() -> BufferPool[Any]:
+        return _SHARED
 
     @staticmethod
     def _make_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[Any]:

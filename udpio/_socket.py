@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Final, Optional, Protocol
 
 from udpio._addresses import Address, format_address, resolve
 from udpio._errors import ClosedError, ConcurrentRecvError
@@ -52,7 +52,13 @@ class _Role(Protocol):
     def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
     def release(self) -> None: ...
     def __enter__(self) -> bool: ...
-    def __exit__(self, *args: object) -> None: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+        /,
+    ) -> None: ...
 
 
 def _owned_by_me(lock: _Role) -> Callable[[], bool]:
@@ -80,10 +86,16 @@ class Socket:
     """
 
     # What a backend supplies: its role locks and its buffers. The native
-    # Socket (udpio._native) overrides these three and recv/send.
-    _new_role: ClassVar[Callable[[], _Role]] = staticmethod(threading.RLock)
-    _default_pool: ClassVar[Callable[[], BufferPool[Any]]] = staticmethod(shared_pool)
+    # Socket (udpio._native) overrides these and recv/send.
     _check_timeout = staticmethod(_check_timeout)
+
+    @staticmethod
+    def _new_role() -> _Role:
+        return threading.RLock()
+
+    @staticmethod
+    def _default_pool() -> BufferPool[Any]:
+        return shared_pool()
 
     @staticmethod
     def _make_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[Any]:
@@ -117,7 +129,7 @@ class Socket:
         # recv's use of the descriptors and of _rsel (C1, R3, R4).
         self._reader: Final = self._new_role()
         self._reader_is_me: Final = _owned_by_me(self._reader)
-        self._buf: Optional[Any] = None  # a bytearray here, a ReadBuffer natively
+        self._buf: Optional[bytearray] = None
         self._frame: Optional[memoryview] = None
 
         # The writer role: held while send uses the descriptor or waits for
@@ -192,12 +204,12 @@ class Socket:
                         self._buf = None  # retained by the caller: never write it again
                     else:
                         del buf[-1]
-            buf = self._buf
-            if buf is None and not self._closed:
-                buf = self._buf = self._pool.get()
             if self._closed:  # R5: the reader's next recv after close()
                 self._return_buffer()
                 raise ClosedError()
+            buf = self._buf
+            if buf is None:
+                buf = self._buf = self._pool.get()
             try:
                 nbytes, addr = self._sock.recvfrom_into(buf)
             except BlockingIOError:

@@ -1068,14 +1068,14 @@ recv_as_reader(CoreObject *self, PyObject *timeout)
         return NULL;
     }
     drop_retained_buffer(self);
-    if (self->buf == NULL && !self->closed && take_buffer(self) < 0) {
-        return NULL;
-    }
     if (self->closed) { /* R5: the reader's next recv after close() */
         if (return_buffer(self) < 0) {
             return NULL;
         }
         return closed_error(self);
+    }
+    if (self->buf == NULL && take_buffer(self) < 0) {
+        return NULL;
     }
     return recv_or_wait(self, timeout);
 }

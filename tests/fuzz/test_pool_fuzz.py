@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,10 +26,10 @@ def test_r6_pool_never_aliases_and_stays_bounded_under_threads(
     start = threading.Barrier(len(per_thread))
 
     def worker(tag: int, script: list[str]) -> None:
-        held: list[object] = []
+        held: list[Any] = []
         views: list[memoryview] = []
         start.wait()
-        for step, op in enumerate(script):
+        for op in script:
             if op == "get":
                 buf = pool.get()
                 if pool.exported(buf):

@@ -41,7 +41,7 @@ def numeric_hosts_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (("", 0), socket.AF_INET, "0.0.0.0"),
     ],
 )
-def test_a1_accepted_forms(addr: object, family: int, host: str) -> None:
+def test_a1_accepted_forms(addr: str | tuple[str, int], family: int, host: str) -> None:
     with udpio.listen(addr) as sock:
         assert sock.conn().family == family
         local = sock.local_addr()
@@ -98,7 +98,7 @@ def test_a2_malformed_address_raises_value_error_quoting_it(addr: str) -> None:
 @pytest.mark.parametrize("addr", [None, 9000, 1.5, b"127.0.0.1:0", ["127.0.0.1", 0], {"host": "x"}])
 def test_a2_wrong_type_raises_type_error_quoting_it(addr: object) -> None:
     with pytest.raises(TypeError) as info:
-        udpio.listen(addr)
+        udpio.listen(addr)  # type: ignore[arg-type]  # the wrong type on purpose
     assert repr(addr) in str(info.value)
 
 
@@ -114,7 +114,7 @@ def test_a2_tuple_port_out_of_range_is_value_error(addr: tuple[str, int]) -> Non
 )
 def test_a2_tuple_of_wrong_shape_is_type_or_value_error(addr: tuple[object, ...]) -> None:
     with pytest.raises((TypeError, ValueError)) as info:
-        udpio.listen(addr)
+        udpio.listen(addr)  # type: ignore[arg-type]  # the wrong shape on purpose
     assert repr(addr) in str(info.value)
 
 

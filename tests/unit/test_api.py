@@ -27,7 +27,7 @@ def test_api_public_names_are_exactly_the_contract_table() -> None:
 
 
 def test_n2_backend_names_the_socket_in_use(backend: str) -> None:
-    assert udpio.BACKEND == backend
+    assert backend == udpio.BACKEND
     with udpio.listen("127.0.0.1:0") as sock:
         assert type(sock) is udpio.Socket
     native = udpio.Socket.recv is not _socket.Socket.recv

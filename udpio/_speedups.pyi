@@ -1,0 +1,40 @@
+# Types of the C extension udpio/_speedups.c, for mypy --strict.
+from types import TracebackType
+from typing import Any, Optional
+
+from udpio._addresses import Address
+
+class ReadBuffer:
+    """A pool buffer whose exports are read-only views of its current datagram."""
+
+    def __init__(self, size: int = 65536) -> None: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    @property
+    def exports(self) -> int: ...
+    @property
+    def exported(self) -> bool: ...
+
+class Role:
+    """A re-entrant lock that records its owner: a Socket's reader or writer role."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+        /,
+    ) -> None: ...
+
+class Core:
+    """The native hot path of udpio.Socket; a base class of udpio._native.Socket."""
+
+    # Also the attributes _sock, _reader, _writer, _pool, _buf, _frame,
+    # _closed, _recv_exit_releases and _send_exit_releases, typed where
+    # udpio._socket.Socket declares them.
+    def recv(self, timeout: Optional[float] = None) -> tuple[memoryview, Address]: ...
+    def send(self, frame: Any, dst: Address, timeout: Optional[float] = None) -> int: ...
