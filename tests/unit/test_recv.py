@@ -45,6 +45,32 @@ def test_r1_every_size_arrives_exactly(loopback: str) -> None:
             assert src[:2] == tx.local_addr()[:2]  # type: ignore[index]
 
 
+def test_r1_each_frame_comes_with_its_own_source_address(loopback: str) -> None:
+    # The native backend reuses the last source's tuple when the next
+    # datagram comes from the same place: "the same place" must mean the
+    # same host *and* port (and flowinfo and scope for IPv6).
+    family = socket.AF_INET6 if ":" in loopback else socket.AF_INET
+    with pair(loopback) as (rx, _), plain_peer(family) as a, plain_peer(family) as b:
+        dst = rx.local_addr()
+        assert dst is not None
+        order = [a, a, b, a, b, b, a]
+        for i, peer in enumerate(order):
+            peer.sendto(bytes([i]), dst[:2])
+            frame, src = rx.recv(timeout=HANG)
+            assert bytes(frame) == bytes([i])
+            assert src == peer.getsockname(), (i, src)
+
+
+def test_r1_sends_reach_each_destination_given() -> None:
+    # The native send caches the last destination it parsed: a new tuple,
+    # even an equal-looking one for another port, must be parsed afresh.
+    with pair() as (tx, _), plain_peer() as a, plain_peer() as b:
+        for i, peer in enumerate([a, a, b, a, b]):
+            host, port = peer.getsockname()
+            tx.send(bytes([i]), (host, port))
+            assert peer.recv(16) == bytes([i])
+
+
 def test_r1_zero_length_datagram_is_an_empty_frame_not_eof() -> None:
     with linked() as (rx, tx, dst):
         tx.send(b"", dst)
