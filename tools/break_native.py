@@ -1,0 +1,117 @@
+"""Break udpio/_speedups.c on purpose, one mutation at a time, and run the native tests.
+
+Each mutant is a small, plausible bug in the C hot path; the suite must
+fail on every one. Run from the repository root (it rebuilds the
+extension in place and restores the source at the end):
+
+    python tools/break_native.py            # every mutant
+    python tools/break_native.py R3 leak    # those whose name contains R3 or leak
+
+docs/testing.md lists what each mutant looked like when it was caught.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = "udpio/_speedups.c"
+
+#: name -> (text in the source, the same text broken)
+MUTANTS: dict[str, tuple[str, str]] = {
+    "R3 frame not released": (
+        "    if (Py_REFCNT(frame) > 1) {\n        PyObject *r = PyObject_Vectorcall",
+        "    if (0) {\n        PyObject *r = PyObject_Vectorcall",
+    ),
+    "R4 retained buffer reused": (
+        "    if (self->buf != NULL && self->buf->exports > 0) {\n        Py_CLEAR(self->buf);",
+        "    if (0) {\n        Py_CLEAR(self->buf);",
+    ),
+    "C1 ownership test ignored": (
+        "    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {\n        return recv_refused(self);\n    }",
+        "    (void)PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK);",
+    ),
+    "C3 recv after close uses the descriptor": (
+        "    if (self->closed) { /* R5: the reader's next recv after close() */",
+        "    if (0) { /* R5: the reader's next recv after close() */",
+    ),
+    "C3 send after close uses the descriptor": (
+        "    if (!self->closed && destination(self, dst, &sa, &sa_len)) {",
+        "    if (destination(self, dst, &sa, &sa_len)) {",
+    ),
+    "C5 no release on exit": (
+        "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);",
+        "    if (0) {\n        result = release_on_exit(self, result);",
+    ),
+    "R1 stale length": ("    self->buf->length = n;", "    self->buf->length = n > 0 ? n : 1;"),
+    "S5 EAGAIN-like errors swallowed": (
+        "    if (n == -2 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {",
+        "    if (1) {",
+    ),
+    "addr cache ignores the port": (
+        "        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;",
+        "        return x->sin_addr.s_addr == y->sin_addr.s_addr;",
+    ),
+    "leak: the cached source address": (
+        "        return Py_NewRef(self->src_addr);\n    }\n    PyObject *addr = make_address",
+        "        Py_INCREF(self->src_addr);\n        return Py_NewRef(self->src_addr);\n    }\n    PyObject *addr = make_address",
+    ),
+    "leak: the frame": (
+        "    self->frame = Py_NewRef(frame);",
+        "    self->frame = Py_NewRef(frame);\n    Py_INCREF(frame);",
+    ),
+    "leak: a retained buffer": (
+        "    if (self->buf != NULL && self->buf->exports > 0) {\n        Py_CLEAR(self->buf);",
+        "    if (self->buf != NULL && self->buf->exports > 0) {\n        Py_INCREF(self->buf);\n        Py_CLEAR(self->buf);",
+    ),
+    "dst cache never invalidated": (
+        "    if (dst != self->dst) {\n        if (!parse",
+        "    if (self->dst == NULL) {\n        if (!parse",
+    ),
+}
+
+
+def _build() -> None:
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"], check=True, capture_output=True
+    )
+
+
+def _run_native_tests() -> tuple[int, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "native", "tests"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "UDPIO_TEST_WATCHDOG": "60"},
+        timeout=1800,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return result.returncode, lines
+
+
+def main(only: list[str]) -> int:
+    original = Path(SRC).read_text()
+    survivors = []
+    try:
+        for name, (good, bad) in MUTANTS.items():
+            if only and not any(word in name for word in only):
+                continue
+            if original.count(good) != 1:
+                raise SystemExit(f"mutant {name!r} no longer matches the source: update it")
+            Path(SRC).write_text(original.replace(good, bad))
+            _build()
+            code, failures = _run_native_tests()
+            verdict = "caught" if code != 0 else "SURVIVED"
+            print(f"{verdict:8} {name}: {failures[0] if failures else ''}", flush=True)
+            if code == 0:
+                survivors.append(name)
+    finally:
+        Path(SRC).write_text(original)
+        _build()
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
