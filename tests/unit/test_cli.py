@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -174,19 +175,56 @@ def test_cli_bench_help_names_its_options() -> None:
 
 def test_cli_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path) -> None:
     tiny = _bench.Config(rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000)
-    figures = _bench.run(tiny)
-    assert {f.rule for f in figures} == {"P1", "P2", "P3", "P4", "P5", "P6"}
+    kinds = _bench.backends()
+    figures = _bench.run(tiny, kinds)
+    # Every rule, for every backend this install has, side by side.
+    assert {(f.rule, f.backend) for f in figures} == {
+        (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6") for name in kinds
+    }
     for figure in figures:
         assert figure.udpio >= 0
-        if figure.baseline is not None and figure.rule in ("P1", "P2", "P3"):
-            limit = float(figure.target.strip("<= x"))
-            assert figure.met == (figure.udpio / figure.baseline <= limit)
-    p6 = next(f for f in figures if f.rule == "P6")
-    assert p6.baseline is not None and p6.met == (p6.baseline / p6.udpio >= 3)
+        if figure.limit is not None:
+            assert figure.ratio is not None and figure.baseline is not None
+            # The verdict is the printed (rounded) ratio against the limit.
+            assert figure.ratio == round(figure.udpio / figure.baseline, 2)
+            assert figure.met == (figure.ratio <= figure.limit)
+            assert figure.target == f"<= {figure.limit:.2f}x"
     table = _bench.format_table(figures)
     assert table.count("\n") == len(figures) + 1
-    for word in ("rule", "udpio", "baseline", "ratio", "target", "met"):
+    for word in ("rule", "backend", "udpio", "baseline", "ratio", "target", "met"):
         assert word in table.splitlines()[0]
+    assert not re.search(r"\d,\d{3}\.\d", table), "a time printed as 4,078,490.0 ns"
+    assert all(f.ratio is None for f in figures if f.rule in ("P4", "P5")), "a ratio without a baseline"
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (812.4, "812 ns"),
+        (1462.0, "1.46 µs"),
+        (21_640.0, "21.6 µs"),
+        (4_078_490.0, "4.08 ms"),
+        (2.5e9, "2.50 s"),
+    ],
+)
+def test_cli_bench_prints_times_in_the_unit_that_reads_best(ns: float, text: str) -> None:
+    assert _bench.format_time(ns) == text
+
+
+def test_cli_bench_verdict_follows_the_printed_ratio() -> None:
+    # 1.1549 prints as 1.15x; against "<= 1.15x" that is met.
+    figure = _bench._ratio_figure("P2", "send", "python", 1154.9, 1000.0, "sendto loop", 1.15)
+    assert figure.ratio == 1.15 and figure.met
+    assert not _bench._ratio_figure("P2", "send", "python", 1155.1, 1000.0, "sendto loop", 1.15).met
+
+
+def test_cli_bench_bad_json_path_fails_before_the_run(tmp_path: Path) -> None:
+    start = time.monotonic()
+    result = _udpio("bench", "--json", str(tmp_path / "no" / "such" / "dir" / "out.json"))
+    assert result.returncode == 1
+    assert "No such file or directory" in result.stderr
+    assert "P1" not in result.stdout  # nothing was measured
+    assert time.monotonic() - start < 10
 
 
 def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
@@ -202,4 +240,4 @@ def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
     assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6"}
     for figure in document["figures"]:
         if figure["baseline"]:
-            assert figure["ratio"] == pytest.approx(figure["udpio"] / figure["baseline"])
+            assert figure["ratio"] == round(figure["udpio"] / figure["baseline"], 2)
