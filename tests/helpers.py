@@ -164,18 +164,23 @@ def descriptors_closed(sock: udpio.Socket) -> bool:
 
 @contextmanager
 def full_send_buffer(tmp_path: object) -> Iterator[tuple[udpio.Socket, str, socket.socket]]:
-    """A Socket whose next send must wait: a Unix datagram peer that never reads.
+    """A Socket whose next send must wait, asleep: a Unix datagram peer that never reads.
 
     UDP over loopback drops datagrams instead of blocking the sender, so the
     only honest way to make the kernel say "would block" is a datagram
-    socket family with flow control. The private constructor accepts it.
-    Yields the Socket, the sink's path (the destination) and the sink.
+    socket family with flow control. The Socket's descriptor is *connected*
+    to the sink: only then does poll() report it unwritable while the sink's
+    queue is full, so a waiting send sleeps in the selector (an unconnected
+    one is reported writable and would spin). The private constructor
+    accepts it. Yields the Socket, the sink's path (the destination) and the
+    sink.
     """
     path = os.path.join(str(tmp_path), "sink")
     sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sink.bind(path)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
+        conn.connect(path)
         sock = udpio.Socket(conn)
     except BaseException:
         conn.close()
@@ -194,3 +199,9 @@ def full_send_buffer(tmp_path: object) -> Iterator[tuple[udpio.Socket, str, sock
         sock.close()
         sink.close()
         os.unlink(path)
+
+
+def thread_cpu_seconds(thread: threading.Thread) -> float:
+    """CPU time ``thread`` has used so far (Linux: its per-thread clock)."""
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 import udpio
-from tests.helpers import HANG, full_send_buffer, join, pair, plain_peer, run_in_thread, wait_blocked
+from tests.helpers import (
+    HANG,
+    full_send_buffer,
+    join,
+    pair,
+    plain_peer,
+    run_in_thread,
+    thread_cpu_seconds,
+    wait_blocked,
+)
 
 
 def test_s1_one_datagram_per_send_returns_length(loopback: str) -> None:
@@ -115,6 +124,33 @@ def test_s4_close_wakes_a_waiting_send(tmp_path: Path) -> None:
         sock.close()
         join(sender)
         assert isinstance(outcome.error, udpio.ClosedError)
+
+
+def test_s4_c3_c4_a_waiting_send_sleeps_and_close_wakes_it_at_once(tmp_path: Path) -> None:
+    # The send must be asleep in the write selector (not spinning between
+    # the selector and sendto), and that selector must watch the wake-up:
+    # close() ends the wait within the C4 bound.
+    with full_send_buffer(tmp_path) as (sock, path, _):
+        woke_at: list[float] = []
+
+        def send() -> None:
+            try:
+                sock.send(b"stuck", path)  # type: ignore[arg-type]
+            finally:
+                woke_at.append(time.perf_counter())
+
+        sender, outcome = run_in_thread(send, "sender")
+        wait_blocked(sender)
+        cpu_before, wall_before = thread_cpu_seconds(sender), time.perf_counter()
+        assert not outcome.done.wait(0.3)  # still waiting: no room was made
+        cpu = thread_cpu_seconds(sender) - cpu_before
+        wall = time.perf_counter() - wall_before
+        assert cpu < 0.25 * wall, f"the waiting send used {cpu:.3f} s of CPU in {wall:.3f} s: it spins"
+        closed_at = time.perf_counter()
+        sock.close()
+        join(sender)
+        assert isinstance(outcome.error, udpio.ClosedError)
+        assert woke_at[0] - closed_at < 0.5, "close() did not wake the waiting send (C4)"
 
 
 def test_s5_oversized_datagram_is_emsgsize_and_socket_usable() -> None:
