@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Union
 
-__all__ = ["Address", "format_address", "parse", "resolve"]
+__all__ = ["Address", "format_address", "parse", "quote", "resolve"]
 
 #: What the standard socket module uses: (host, port) for IPv4,
 #: (host, port, flowinfo, scope_id) for IPv6.
@@ -20,8 +20,20 @@ Address = Union[tuple[str, int], tuple[str, int, int, int]]
 _MAX_PORT = 65535
 
 
+def quote(addr: object) -> str:
+    """``repr(addr)`` for an error message, also for an int too long for ``str()``."""
+    try:
+        return repr(addr)
+    except ValueError:  # Python's digit limit for int -> str (sys.set_int_max_str_digits)
+        if isinstance(addr, tuple):
+            return "(" + ", ".join(quote(item) for item in addr) + ("," if len(addr) == 1 else "") + ")"
+        if isinstance(addr, int):
+            return f"<int of {addr.bit_length()} bits>"
+        return f"<{type(addr).__name__} that cannot be shown>"
+
+
 def _invalid(addr: object, why: str) -> ValueError:
-    return ValueError(f"udpio: invalid address {addr!r}: {why}")
+    return ValueError(f"udpio: invalid address {quote(addr)}: {why}")
 
 
 def _parse_port(text: str, addr: object) -> int:
@@ -69,15 +81,15 @@ def _parse_text(addr: str) -> tuple[str, int]:
 
 def _parse_tuple(addr: tuple[object, ...]) -> tuple[str, int]:
     if len(addr) != 2:
-        raise TypeError(f"udpio: invalid address {addr!r}: a tuple address must be (host, port)")
+        raise TypeError(f"udpio: invalid address {quote(addr)}: a tuple address must be (host, port)")
     host, port = addr
     if not isinstance(host, str):
-        raise TypeError(f"udpio: invalid address {addr!r}: host must be str, not {type(host).__name__}")
+        raise TypeError(f"udpio: invalid address {quote(addr)}: host must be str, not {type(host).__name__}")
     # bool is an int subclass; (host, True) is a bug, not port 1.
     if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"udpio: invalid address {addr!r}: port must be int, not {type(port).__name__}")
+        raise TypeError(f"udpio: invalid address {quote(addr)}: port must be int, not {type(port).__name__}")
     if not 0 <= port <= _MAX_PORT:
-        raise _invalid(addr, f"port {port} is outside 0..{_MAX_PORT}")
+        raise _invalid(addr, f"port {quote(port)} is outside 0..{_MAX_PORT}")
     return _check_host(host, addr), port
 
 
@@ -97,7 +109,7 @@ def parse(addr: object) -> tuple[str, int]:
         host, port = _parse_tuple(addr)
     else:
         raise TypeError(
-            f"udpio: invalid address {addr!r}: expected a 'host:port' string or a "
+            f"udpio: invalid address {quote(addr)}: expected a 'host:port' string or a "
             f"(host, port) tuple, not {type(addr).__name__}"
         )
     return (host or "0.0.0.0"), port
@@ -130,5 +142,5 @@ def resolve(addr: object) -> list[tuple[socket.AddressFamily, Address]]:
         if family in (socket.AF_INET, socket.AF_INET6):
             result.append((family, sockaddr))  # type: ignore[arg-type]
     if not result:
-        raise socket.gaierror(socket.EAI_FAMILY, f"udpio: {addr!r} has no IPv4 or IPv6 address")
+        raise socket.gaierror(socket.EAI_FAMILY, f"udpio: {quote(addr)} has no IPv4 or IPv6 address")
     return result

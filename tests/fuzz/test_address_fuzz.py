@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 import udpio
-from tests.helpers import fd_count
-from udpio._addresses import parse
+from tests.helpers import fd_count, has_ipv6
+from udpio._addresses import parse, quote
 
 hosts = st.one_of(
     st.sampled_from(
@@ -17,12 +19,14 @@ hosts = st.one_of(
 )
 ports = st.one_of(
     st.integers(-5, 70000).map(str),
+    st.integers(6, 6000).map(lambda digits: "9" * digits),  # past int()'s own digit limit too
     st.sampled_from(["0", "65535", "65536", "00000", "", "+1", "1e3", " 1", "\u0661"]),
     st.text(max_size=8),
 )
 texts = st.one_of(st.builds(lambda h, p: f"{h}:{p}", hosts, ports), st.text(max_size=40))
 tuples = st.tuples(
-    st.one_of(st.text(max_size=15), st.sampled_from(["127.0.0.1", ""]), st.integers()), st.integers(-5, 70000)
+    st.one_of(st.text(max_size=15), st.sampled_from(["127.0.0.1", ""]), st.integers()),
+    st.one_of(st.integers(-5, 70000), st.sampled_from([10**5000, -(10**5000)])),
 )
 odd = st.one_of(
     st.none(),
@@ -34,16 +38,31 @@ odd = st.one_of(
 )
 
 
+#: Hosts every machine can bind: a valid address with one of these must bind,
+#: or fail only with the kernel's word on the port (in use, or forbidden).
+BINDABLE = {"127.0.0.1", "0.0.0.0", "::1", "::"}
+
+
 def _bind_or_refuse(addr: object) -> None:
     before = fd_count()
     try:
+        parsed: tuple[str, int] | None = parse(addr)
+    except (ValueError, TypeError):
+        parsed = None
+    try:
         sock = udpio.listen(addr)  # type: ignore[arg-type]  # fuzzed on purpose
-    except (ValueError, TypeError, OSError):
-        pass  # the refusals the contract allows (gaierror and EADDRINUSE are OSErrors)
+    except (ValueError, TypeError) as exc:
+        assert quote(addr) in str(exc), f"A2: the message does not quote the address: {exc}"
+    except OSError as exc:  # gaierror for a host that does not resolve, or the kernel's errno
+        assert parsed is not None, f"A2: a malformed address got past parsing: {exc!r}"
+        if parsed[0] in BINDABLE and not (parsed[0] in ("::1", "::") and not has_ipv6()):
+            assert exc.errno in (errno.EADDRINUSE, errno.EACCES), f"A1: {addr!r} must bind: {exc!r}"
     else:
         local = sock.local_addr()
         sock.close()
+        assert parsed is not None, "A2: listen accepted what parse refuses"
         assert local is not None and local[1] != 0
+        assert parsed[1] in (0, local[1]), "A1: bound to another port than asked"
     assert fd_count() == before  # A3: no leak either way
 
 
@@ -62,7 +81,7 @@ def test_a2_parse_only_raises_value_or_type_error_quoting_the_address(addr: obje
     try:
         host, port = parse(addr)
     except (ValueError, TypeError) as exc:
-        assert repr(addr) in str(exc)
+        assert quote(addr) in str(exc)
     else:
         assert isinstance(host, str) and host
         assert 0 <= port <= 65535

@@ -174,3 +174,45 @@ def test_a4_rcvbuf_and_sndbuf_are_set() -> None:
     # Linux doubles the request for bookkeeping; either way it moved off the default.
     assert 4096 <= rcv < default_rcv
     assert 8192 <= snd < default_snd
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1:65535", ("127.0.0.1", 65535)], ids=["text", "tuple"])
+def test_a1_port_65535_is_a_valid_port(addr: str | tuple[str, int]) -> None:
+    # The top of the range binds, or fails only with the kernel's word on it.
+    try:
+        sock = udpio.listen(addr)
+    except OSError as exc:
+        assert exc.errno == errno.EADDRINUSE, exc
+    else:
+        with sock:
+            assert sock.local_addr() == ("127.0.0.1", 65535)
+
+
+@pytest.mark.parametrize(
+    "addr",
+    ["127.0.0.1:" + "9" * 5000, ("127.0.0.1", 10**5000), ("127.0.0.1", -(10**5000))],
+    ids=["text", "tuple", "negative"],
+)
+def test_a2_port_of_thousands_of_digits_is_a_quoted_value_error(addr: object) -> None:
+    # Python's int <-> str conversions stop at 4300 digits with a message of
+    # their own; udpio's message still names the address (shortened).
+    with pytest.raises(ValueError, match=r"^udpio: invalid address .*outside 0\.\.65535") as info:
+        udpio.listen(addr)  # type: ignore[arg-type]  # out of range on purpose
+    assert _addresses.quote(addr) in str(info.value)
+    assert "4300" not in str(info.value)
+
+
+@pytest.mark.parametrize("addr", ["[[::1]:9000", "[::1:9000", "::1]:9000", "[::1]]:9000", "]::1[:9000"])
+def test_a2_unbalanced_brackets_are_value_errors_quoting_the_address(addr: str) -> None:
+    with pytest.raises(ValueError) as info:
+        udpio.listen(addr)
+    assert type(info.value) is ValueError  # never a resolver error (gaierror is an OSError)
+    assert repr(addr) in str(info.value)
+
+
+@pytest.mark.parametrize("addr", ["\udcff:0", ("\udcff", 0), "a..b:0", ("x" * 64 + ".example", 0)])
+def test_a2_host_that_cannot_be_encoded_is_a_value_error_quoting_it(addr: str | tuple[str, int]) -> None:
+    with pytest.raises(ValueError) as info:
+        udpio.listen(addr)
+    assert not isinstance(info.value, UnicodeError)
+    assert repr(addr) in str(info.value) and "cannot be encoded" in str(info.value)
