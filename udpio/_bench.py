@@ -267,8 +267,14 @@ class _EchoProcess:
 
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(udpio.__file__)))
         env = dict(os.environ, PYTHONPATH=package_root)
+        # cwd: "-c" puts the working directory first on sys.path, where a
+        # source checkout would shadow the installed package.
         self.process = subprocess.Popen(
-            [sys.executable, "-c", program, *args], stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-c", program, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=package_root,
         )
         if cpu is not None:
             os.sched_setaffinity(self.process.pid, {cpu})

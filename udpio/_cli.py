@@ -1,4 +1,4 @@
-"""``python -m udpio``: an echo daemon, a one-shot sender, and the benchmark.
+"""``python -m udpio`` (also the ``udpio`` command): an echo daemon, a one-shot sender, the benchmark.
 
 Event-loop-free like the library's users: the echo daemon is a reader
 thread calling ``recv`` in a loop, and its signal handlers do nothing but
@@ -8,19 +8,21 @@ thread calling ``recv`` in a loop, and its signal handlers do nothing but
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Optional
 
 import udpio
 from udpio._addresses import format_address, parse, resolve
 
-__all__ = ["main"]
+__all__ = ["EchoCounts", "main", "run", "serve_echo", "signals_blocked", "start_thread"]
 
 DEFAULT_ECHO_ADDR = "127.0.0.1:9999"
 
@@ -45,8 +47,16 @@ def _timeout(text: str) -> float:
     return value
 
 
+_DESCRIPTION = (
+    "Blocking UDP datagram I/O for threaded daemons: a recv that close() wakes, over pooled read-only frames."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m udpio", description=udpio.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="udpio", description=_DESCRIPTION)
+    parser.add_argument(
+        "--version", action="version", version=f"udpio {udpio.__version__} ({udpio.BACKEND} backend)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     echo = commands.add_parser("echo", help="run an echo daemon until SIGINT/SIGTERM")
@@ -64,72 +74,152 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("message", metavar="MESSAGE", help="sent as UTF-8")
     send.add_argument("--reply", action="store_true", help="wait for one datagram back and print it")
     send.add_argument(
-        "--timeout", type=_timeout, default=5.0, metavar="S", help="seconds to wait for the reply (default 5)"
+        "--timeout",
+        type=_timeout,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for the reply (default 5; 0 polls once)",
     )
 
-    bench = commands.add_parser("bench", help="measure P1-P6 against the standard library")
-    bench.add_argument("--quick", action="store_true", help="fewer rounds: under 30 s")
+    bench = commands.add_parser(
+        "bench", help="measure P1-P6 (docs/reference.md) for each backend, beside the standard library"
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="fewer rounds: a few seconds (full run: a minute or two)"
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return parser
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@contextlib.contextmanager
+def signals_blocked(signals: set[signal.Signals]) -> Iterator[None]:
+    """Block ``signals`` in this thread for the block; threads started inside inherit the mask.
+
+    A process-directed signal may land on any thread that does not block it,
+    but CPython runs Python handlers only on the main thread, and nothing
+    wakes a main thread asleep in ``join()`` when another thread took the
+    signal: the handler would not run until something else woke it. Threads
+    started with the signals blocked leave the main thread as the only one
+    that can take them, so its ``join()`` is interrupted and the handler runs.
+    (Where ``pthread_sigmask`` is missing, signals go to the main thread anyway.)
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """Start ``target`` on a thread that never takes SIGINT or SIGTERM (see ``signals_blocked``)."""
+    with signals_blocked({signal.SIGINT, signal.SIGTERM}):
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+    return thread
+
+
+def _listen(addr: str) -> udpio.Socket:
+    try:
+        return udpio.listen(addr)
+    except OSError as exc:
+        # "Address already in use" alone does not say which address.
+        raise OSError(exc.errno, f"cannot listen on {addr}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class EchoCounts:
+    """What the echo daemon did; ``summary()`` is its last line."""
+
+    received: int = 0
+    received_bytes: int = 0
+    sent: int = 0
+    sent_bytes: int = 0
+    failed: int = 0
+
+    def summary(self) -> str:
+        text = (
+            f"received {_plural(self.received, 'datagram')} ({_plural(self.received_bytes, 'byte')}), "
+            f"sent {_plural(self.sent, 'datagram')} ({_plural(self.sent_bytes, 'byte')})"
+        )
+        if self.failed:
+            text += f", {_plural(self.failed, 'send')} failed"
+        return text
+
+
+def serve_echo(sock: udpio.Socket, counts: EchoCounts) -> None:
+    """Send every datagram back to its source until the Socket is closed (the reader thread)."""
+    while True:
+        try:
+            frame, src = sock.recv()
+        except udpio.ClosedError:
+            return
+        except OSError as exc:  # e.g. an ICMP error surfaced by the kernel: keep serving
+            print(f"udpio echo: recv: {exc}", file=sys.stderr, flush=True)
+            continue
+        counts.received += 1
+        counts.received_bytes += len(frame)
+        try:
+            counts.sent_bytes += sock.send(frame, src)
+            counts.sent += 1
+        except udpio.ClosedError:
+            counts.failed += 1
+            return
+        except OSError as exc:
+            counts.failed += 1
+            print(f"udpio echo: send to {format_address(src)}: {exc}", file=sys.stderr, flush=True)
+
+
 def _echo(addr: str) -> int:
-    sock = udpio.listen(addr)
+    sock = _listen(addr)
     local = sock.local_addr()
     assert local is not None
     print(f"listening on {format_address(local)}", flush=True)
-
-    counts = {"received": 0, "received_bytes": 0, "sent": 0, "sent_bytes": 0}
-
-    def reader() -> None:
-        while True:
-            try:
-                frame, src = sock.recv()
-            except udpio.ClosedError:
-                return
-            except OSError as exc:  # e.g. an ICMP error surfaced by the kernel: keep serving
-                print(f"udpio echo: recv: {exc}", file=sys.stderr, flush=True)
-                continue
-            counts["received"] += 1
-            counts["received_bytes"] += len(frame)
-            try:
-                counts["sent_bytes"] += sock.send(frame, src)
-                counts["sent"] += 1
-            except udpio.ClosedError:
-                return
-            except OSError as exc:
-                print(f"udpio echo: send to {format_address(src)}: {exc}", file=sys.stderr, flush=True)
+    counts = EchoCounts()
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         sock.close()  # all a handler does: the reader wakes with ClosedError
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        thread = threading.Thread(target=reader, name="udpio-echo-reader")
-        thread.start()
+        thread = start_thread(lambda: serve_echo(sock, counts), "udpio-echo-reader")
         thread.join()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
-    print(
-        f"received {counts['received']} datagrams ({counts['received_bytes']} bytes), "
-        f"sent {counts['sent']} datagrams ({counts['sent_bytes']} bytes)",
-        flush=True,
-    )
+    print(counts.summary(), flush=True)
     return 0
 
 
 def _send(addr: str, message: str, want_reply: bool, timeout: float) -> int:
     family, dst = resolve(addr)[0]
-    with udpio.wrap_conn(socket.socket(family, socket.SOCK_DGRAM)) as sock:
-        sock.send(message.encode("utf-8"), dst, timeout=timeout)
-        if not want_reply:
-            return 0
+    conn = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        # Connected, so the kernel reports an ICMP "port unreachable" for
+        # this destination as ECONNREFUSED on the next call, as socat does,
+        # instead of the reply wait running out.
+        conn.connect(dst)
+    except BaseException:
+        conn.close()
+        raise
+    with udpio.wrap_conn(conn) as sock:
         try:
+            sock.send(message.encode("utf-8"), dst, timeout=timeout)
+            if not want_reply:
+                return 0
             frame, _ = sock.recv(timeout=timeout)
         except TimeoutError:
             print(f"udpio send: no reply from {addr} within {timeout:g} s", file=sys.stderr)
+            return 1
+        except ConnectionRefusedError as exc:
+            print(f"udpio send: {addr}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         print(bytes(frame).decode("utf-8", errors="replace"), flush=True)
         return 0
@@ -149,3 +239,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:  # unresolvable host, port in use, ...: say so, no traceback
         print(f"udpio {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def run() -> None:
+    """The ``udpio`` console script."""
+    sys.exit(main())

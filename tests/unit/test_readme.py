@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import HANG, plain_peer
-from tests.unit.test_cli import _env, _readline_within
+from tests.unit.test_cli import PACKAGE_ROOT, _env, _readline_within
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -34,7 +34,12 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_sigterm() -> None:
     code = code.replace(listen, 'udpio.listen("127.0.0.1:0")')
     code = code.replace("\ndef reader", "\nprint(sock.local_addr()[1], flush=True)\n\ndef reader", 1)
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=PACKAGE_ROOT,
     )
     try:
         port = int(_readline_within(proc, HANG))
