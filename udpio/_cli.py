@@ -10,19 +10,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Optional
 
 import udpio
 from udpio._addresses import format_address, parse, resolve
 
-__all__ = ["EchoCounts", "main", "run", "serve_echo", "signals_blocked", "start_thread"]
+__all__ = ["STOP_SIGNALS", "EchoCounts", "main", "run", "run_until_signal", "serve_echo", "signals_blocked"]
 
 DEFAULT_ECHO_ADDR = "127.0.0.1:9999"
 
@@ -95,21 +95,13 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+#: The signals that stop the echo daemon.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 @contextlib.contextmanager
 def signals_blocked(signals: set[signal.Signals]) -> Iterator[None]:
-    """Block ``signals`` in this thread for the block; threads started inside inherit the mask.
-
-    A process-directed signal may land on any thread that does not block it,
-    but CPython runs Python handlers only on the main thread, and nothing
-    wakes a main thread asleep in ``join()`` when another thread took the
-    signal: the handler would not run until something else woke it. Threads
-    started with the signals blocked leave the main thread as the only one
-    that can take them, so its ``join()`` is interrupted and the handler runs.
-    (Where ``pthread_sigmask`` is missing, signals go to the main thread anyway.)
-    """
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
+    """Block ``signals`` in this thread for the block; threads started inside inherit the mask."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         yield
@@ -117,12 +109,46 @@ def signals_blocked(signals: set[signal.Signals]) -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
-    """Start ``target`` on a thread that never takes SIGINT or SIGTERM (see ``signals_blocked``)."""
-    with signals_blocked({signal.SIGINT, signal.SIGTERM}):
-        thread = threading.Thread(target=target, name=name)
+def run_until_signal(
+    serve: Callable[[], None], stop: Callable[[], None], signals: set[signal.Signals] = STOP_SIGNALS
+) -> None:
+    """Run ``serve`` on a thread until one of ``signals`` arrives; then ``stop()`` and join it.
+
+    Why not a handler and ``thread.join()``: a process-directed signal may
+    land on any thread that does not block it, but CPython runs handlers
+    only on the main thread, which nothing wakes from ``join()`` if another
+    thread took the signal; and even when the main thread takes it, a
+    signal that arrives just before the main thread goes to sleep in
+    ``join()`` runs its C handler but wakes no one. Both hang a daemon now
+    and then. Here every thread blocks the signals (the server thread
+    inherits the mask) and the main thread takes them with ``sigwait``: a
+    pending signal cannot be missed. If ``serve`` ends on its own, it
+    signals this process so the wait ends too. Call from the main thread.
+    """
+    if not hasattr(signal, "sigwait"):  # no POSIX signal masks (Windows): handlers only reach main
+        for sig in signals:
+            signal.signal(sig, lambda signum, frame: stop())
+        thread = threading.Thread(target=serve, name="udpio-server")
         thread.start()
-    return thread
+        thread.join()
+        return
+
+    stopping = threading.Event()
+
+    def serve_then_wake() -> None:
+        try:
+            serve()
+        finally:
+            if not stopping.is_set():  # ended by itself (an error): end the wait below
+                os.kill(os.getpid(), next(iter(signals)))
+
+    with signals_blocked(signals):
+        thread = threading.Thread(target=serve_then_wake, name="udpio-server")
+        thread.start()
+        signal.sigwait(signals)
+        stopping.set()
+        stop()
+        thread.join()
 
 
 def _listen(addr: str) -> udpio.Socket:
@@ -178,21 +204,13 @@ def serve_echo(sock: udpio.Socket, counts: EchoCounts) -> None:
 
 def _echo(addr: str) -> int:
     sock = _listen(addr)
-    local = sock.local_addr()
-    assert local is not None
-    print(f"listening on {format_address(local)}", flush=True)
-    counts = EchoCounts()
-
-    def stop(signum: int, frame: Optional[FrameType]) -> None:
-        sock.close()  # all a handler does: the reader wakes with ClosedError
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        thread = start_thread(lambda: serve_echo(sock, counts), "udpio-echo-reader")
-        thread.join()
+        local = sock.local_addr()
+        assert local is not None
+        print(f"listening on {format_address(local)}", flush=True)
+        counts = EchoCounts()
+        run_until_signal(lambda: serve_echo(sock, counts), sock.close)  # close() wakes the reader
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         sock.close()
     print(counts.summary(), flush=True)
     return 0

@@ -1,7 +1,8 @@
-"""The README's daemon example really runs, echoes, and shuts down on SIGTERM (C3)."""
+"""The README's daemon example really runs, echoes, and shuts down on SIGTERM or Ctrl-C (C3)."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import HANG, plain_peer
-from tests.unit.test_cli import PACKAGE_ROOT, _env, _readline_within
+from tests.unit.test_cli import PACKAGE_ROOT, _blocked_signals, _env, _in_sigwait, _readline_within
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -25,14 +26,16 @@ def _example() -> str:
 
 
 @pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
-def test_c3_readme_daemon_example_echoes_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals) -> None:
     code = _example()
-    assert len(code.strip().splitlines()) <= 16
+    assert len(code.strip().splitlines()) <= 22
     listen = 'udpio.listen("127.0.0.1:9999")'
     assert listen in code
     # Port 0 instead of 9999 (no clash with anything), and say which port we got.
     code = code.replace(listen, 'udpio.listen("127.0.0.1:0")')
     code = code.replace("\ndef reader", "\nprint(sock.local_addr()[1], flush=True)\n\ndef reader", 1)
+    assert "signal.sigwait(stop)" in code
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
@@ -46,7 +49,14 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_sigterm() -> None:
         with plain_peer() as peer:
             peer.sendto(b"from the README", ("127.0.0.1", port))
             assert peer.recvfrom(100)[0] == b"from the README"
-        proc.send_signal(signal.SIGTERM)
+        if os.path.isdir(f"/proc/{proc.pid}/task"):
+            # Every other thread blocks them; the main one takes them in sigwait
+            # (see test_cli's twin of this check).
+            assert _in_sigwait(proc.pid, proc.pid)
+            for tid in (int(t) for t in os.listdir(f"/proc/{proc.pid}/task")):
+                if tid != proc.pid:
+                    assert {signal.SIGINT, signal.SIGTERM} <= _blocked_signals(proc.pid, tid)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, err
         assert err == ""
