@@ -209,7 +209,7 @@ class SocketLife(RuleBasedStateMachine):
 def test_c1_c3_r3_r4_r5_r6_s1_f1_socket_life_state_machine() -> None:
     # A plain test function rather than SocketLife.TestCase, so that it
     # runs once per backend like every other test.
-    run_state_machine_as_test(SocketLife)  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(SocketLife)  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer Hypothesis
 
 
 def test_c1_refusal_does_not_touch_the_socket() -> None:
