@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -454,3 +455,76 @@ def test_c6_interrupted_wait_is_retried_with_the_deadline_kept() -> None:
             signal.setitimer(signal.ITIMER_REAL, 0)
     assert fired[0] >= 3  # the wait really was interrupted
     assert 0.29 <= elapsed < 0.9, elapsed
+
+
+@contextmanager
+def _tiny_switch_interval() -> Iterator[None]:
+    # Make the interpreter switch threads every microsecond, so a
+    # check-then-act window between two bytecodes is actually hit.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def _two_readers_at_once() -> None:
+    sock = udpio.listen("127.0.0.1:0")
+    try:
+        start = threading.Barrier(2)
+
+        def enter() -> object:
+            start.wait()
+            return sock.recv()
+
+        (first, first_out), (second, second_out) = (run_in_thread(enter, f"r{i}") for i in range(2))
+        wait_until(lambda: first_out.done.is_set() or second_out.done.is_set(), HANG / 2, "a refusal")
+        refused, refused_out, inside = (
+            (first, first_out, second) if first_out.done.is_set() else (second, second_out, first)
+        )
+        join(refused, HANG / 2)
+        assert isinstance(refused_out.error, udpio.ConcurrentRecvError), refused_out.error
+        assert inside.is_alive(), "both readers returned: neither got in"
+    finally:
+        sock.close()
+    join(first)
+    join(second)
+    assert {type(first_out.error), type(second_out.error)} == {udpio.ConcurrentRecvError, udpio.ClosedError}
+
+
+def test_c1_two_readers_entering_at_the_same_instant_one_in_one_refused_at_once() -> None:
+    # Nothing arrives: the reader that gets in waits until close(). The
+    # other must fail at once; if it waited instead, it would wait for a
+    # close() that comes only after it returned, and the wait would time out.
+    with _tiny_switch_interval():
+        for _ in range(300):
+            _two_readers_at_once()
+
+
+def test_c3_simultaneous_closes_never_raise_nor_touch_a_released_descriptor() -> None:
+    closers = 4
+    with _tiny_switch_interval():
+        for _ in range(500):
+            sock = udpio.listen("127.0.0.1:0")
+            start = threading.Barrier(closers)
+            errors: list[BaseException] = []
+
+            def close(
+                sock: udpio.Socket = sock,
+                start: threading.Barrier = start,
+                errors: list[BaseException] = errors,
+            ) -> None:
+                start.wait()
+                try:
+                    sock.close()
+                except BaseException as exc:  # a write to a released wake-up raises EBADF here
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=close) for _ in range(closers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                join(thread)
+            assert errors == []
+            assert descriptors_closed(sock)
