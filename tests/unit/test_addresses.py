@@ -216,3 +216,18 @@ def test_a2_host_that_cannot_be_encoded_is_a_value_error_quoting_it(addr: str | 
         udpio.listen(addr)
     assert not isinstance(info.value, UnicodeError)
     assert repr(addr) in str(info.value) and "cannot be encoded" in str(info.value)
+
+
+def test_a1_printed_addresses_parse_back_to_the_same_address(loopback: str) -> None:
+    # What udpio prints as an address (repr, the CLI's "listening on") is
+    # the form listen() reads, IPv6 brackets included: the round trip binds
+    # the very same address.
+    host = f"[{loopback}]" if ":" in loopback else loopback
+    with udpio.listen(f"{host}:0") as sock:
+        local = sock.local_addr()
+        assert local is not None
+        printed = _addresses.format_address(local)
+        assert repr(sock) == f"<udpio.Socket {printed}>"
+    assert _addresses.parse(printed) == (loopback, local[1])
+    with udpio.listen(printed) as again:
+        assert again.local_addr() == local

@@ -24,6 +24,7 @@ import pytest
 import udpio
 from tests.helpers import HANG, join, plain_peer, run_in_thread
 from udpio import _bench
+from udpio._addresses import parse
 
 #: Where the udpio under test lives. Children run there: ``python -m`` and
 #: ``-c`` put the working directory first on sys.path, and a source checkout
@@ -65,9 +66,9 @@ def echo_daemon(addr: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[st
     try:
         assert proc.stdout is not None
         line = _readline_within(proc, HANG)
-        match = re.fullmatch(r"listening on (\S+):(\d+)\n", line)
-        assert match, f"first line was {line!r}"
-        yield proc, (match.group(1).strip("[]"), int(match.group(2)))
+        assert line.startswith("listening on ") and line.endswith("\n"), f"first line was {line!r}"
+        # The printed address is the form listen() reads: parse it, no regex.
+        yield proc, parse(line[len("listening on ") : -1])
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -379,3 +379,24 @@ def test_r8_icmp_error_wakes_a_recv_that_is_already_waiting() -> None:
         assert outcome.error.errno == errno.ECONNREFUSED
         with pytest.raises(TimeoutError):
             sock.recv(timeout=0)  # still usable
+
+
+def test_r6_p5_read_buffer_keeps_the_pool_size_and_goes_back_on_close() -> None:
+    pool = udpio.Socket._make_pool(max_idle=4)
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.bind(("127.0.0.1", 0))
+    rx = udpio.Socket(conn, _pool=pool)
+    try:
+        with plain_peer() as peer:
+            for size in [0, 1, 65507, 3, 1500] * 40:
+                peer.sendto(b"s" * size, conn.getsockname())
+                rx.recv(timeout=HANG)
+                assert rx._buf is not None and len(rx._buf) == pool.size  # no growth per datagram, ever
+            buf = rx._buf
+            rx.close()
+            with pytest.raises(udpio.ClosedError):
+                rx.recv()  # releases the last frame and hands the buffer back
+            assert rx._buf is None
+            assert pool.idle_count() == 1 and pool.get() is buf
+    finally:
+        rx.close()
