@@ -13,6 +13,7 @@ import pytest
 
 import udpio
 from tests.helpers import HANG, descriptors_closed, fd_count, plain_peer
+from tests.unit.test_cli import PACKAGE_ROOT, _env
 
 
 def test_f1_ten_thousand_open_close_cycles_leak_no_descriptor() -> None:
@@ -103,6 +104,8 @@ def test_f3_typical_use_is_clean_under_resource_warning_errors() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env=_env(),  # the udpio under test, on the backend under test
+        cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "clean"
