@@ -64,16 +64,12 @@ _dump_to = sys.stderr
 
 def pytest_configure(config: pytest.Config) -> None:
     # pytest captures descriptor 2 per test; keep a copy of the terminal's
-    # stderr taken while capture is suspended, so a hang's stack dump shows.
+    # stderr so a hang's stack dump shows. pytest_configure runs while
+    # pytest's global capture is suspended, so descriptor 2 is the terminal
+    # here. (Suspending and resuming capture here would leave it resumed and
+    # swallow pytest's own header and progress.)
     global _dump_to
-    capman = config.pluginmanager.getplugin("capturemanager")
-    if capman is not None:
-        capman.suspend_global_capture()
-    try:
-        _dump_to = os.fdopen(os.dup(2), "w")
-    finally:
-        if capman is not None:
-            capman.resume_global_capture()
+    _dump_to = os.fdopen(os.dup(2), "w")
 
 
 @pytest.fixture(autouse=True)
