@@ -6,7 +6,7 @@ Each variant is the real method's source with one piece cut out (so it is
 no longer correct: this only prices the pieces). Variants and the plain
 standard-library loop are interleaved round by round in one process;
 figures are medians. The difference between "current" and a variant is
-what that piece costs. BENCHMARKS.md quotes a run of this.
+what that piece costs. docs/benchmarks.md quotes a run of this.
 """
 
 from __future__ import annotations

@@ -22,6 +22,6 @@ class ClosedError(OSError):
 class ConcurrentRecvError(RuntimeError):
     """A second ``recv`` started while another one was still running.
 
-    A Socket has one reader at a time (contract rule C1). The call already
+    A Socket has one reader at a time (C1 in docs/reference.md). The call already
     inside ``recv`` is not disturbed; only the newcomer gets this error.
     """

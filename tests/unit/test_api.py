@@ -1,4 +1,4 @@
-"""The public API table of the contract: names, types, context manager, repr."""
+"""The public API table (docs/reference.md): names, types, context manager, repr."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.helpers import pair
 from udpio import _socket
 
 
-def test_api_public_names_are_exactly_the_contract_table() -> None:
+def test_api_public_names_are_exactly_the_reference_table() -> None:
     assert set(udpio.__all__) == {
         "BACKEND",
         "Address",

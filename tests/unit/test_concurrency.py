@@ -332,7 +332,7 @@ def test_c4_close_wakes_blocked_recv_within_milliseconds() -> None:
         join(thread)
         assert len(woke_at) == 1
         latencies.append(woke_at[0] - closed_at)
-    # The contract's target is p99 < 1 ms on an idle machine (the benchmark
+    # C4's target is p99 < 1 ms on an idle machine (the benchmark
     # reports it). Here only a loose bound, for a shared, noisy CI machine:
     # a poll interval or a missed wake-up would take far longer.
     assert statistics.median(latencies) < 0.05, latencies

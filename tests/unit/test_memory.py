@@ -1,7 +1,7 @@
 """N4: long runs leave no trace: traced memory, reference counts and descriptors stay flat.
 
 The cycle count is UDPIO_LONG_RUN_CYCLES (100,000 by default, so the
-suite stays quick; tox's ``long`` environment runs the contract's
+suite stays quick; tox's ``long`` environment runs N4's full
 1,000,000). Retained frames are part of the run: every 16th frame is kept
 as a slice for a while, then dropped, so buffers are taken out of the
 pool, retained, released and freed over and over.

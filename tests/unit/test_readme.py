@@ -64,3 +64,35 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=HANG)
+
+
+def _examples() -> dict[str, str]:
+    text = README.read_text(encoding="utf-8")
+    found = re.findall(r"<!-- example: (\w+) -->\n```python\n(.*?)```", text, re.S)
+    return dict(found)
+
+
+#: What each README example prints (the client's replies come in any order).
+EXPECTED = {
+    "client": sorted(f"b'n={n}'" for n in range(8)),
+    "retain": ["[b'head0', b'head1', b'head2']"],
+    "refused": ["connected: Connection refused", "unconnected: silence"],
+}
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
+    examples = _examples()
+    assert set(examples) == set(EXPECTED), "a README example has no test, or a test lost its example"
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", examples[name]],
+        capture_output=True,
+        text=True,
+        timeout=HANG * 3,
+        env=_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert sorted(result.stdout.splitlines()) == EXPECTED[name]
