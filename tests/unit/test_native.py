@@ -1,0 +1,75 @@
+"""N3, N5: the extension builds warning-free, and no call holds the GIL while it waits."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import udpio
+from tests.helpers import HANG, full_send_buffer, join, run_in_thread, wait_blocked
+from tests.unit.test_cli import PACKAGE_ROOT, _env
+
+SOURCE = Path(udpio.__file__).resolve().parent / "_speedups.c"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
+@pytest.mark.skipif(not SOURCE.exists(), reason="the C source is not installed beside the package")
+def test_n3_extension_compiles_without_a_warning_under_wall_wextra(tmp_path: Path) -> None:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler is not None
+    include = sysconfig.get_paths()["include"]
+    flags = ["-Wall", "-Wextra", "-Werror", "-fPIC", "-O2", f"-I{include}"]
+    result = subprocess.run(
+        [compiler, *flags, "-c", str(SOURCE), "-o", str(tmp_path / "speedups.o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_n5_blocked_recv_and_send_let_other_threads_run(tmp_path: Path) -> None:
+    # While one thread waits in recv and another in a send with no buffer
+    # room, this thread must keep running Python code: neither wait may
+    # hold the GIL. (Progress at all, not a speed: a held GIL gives zero.)
+    with full_send_buffer(tmp_path) as (sock, path, _):
+        reader, read_out = run_in_thread(sock.recv, "reader")
+        sender, send_out = run_in_thread(lambda: sock.send(b"stuck", path), "sender")  # type: ignore[arg-type]
+        wait_blocked(reader)
+        wait_blocked(sender)
+        spins = 0
+        deadline = time.monotonic() + 0.1
+        while time.monotonic() < deadline:
+            spins += 1
+        assert spins > 1000, f"only {spins} loop turns in 0.1 s beside the waiting calls"
+        ran = threading.Event()
+        helper = threading.Thread(target=ran.set)
+        helper.start()
+        assert ran.wait(HANG), "a new thread could not run beside the waiting calls"
+        join(helper)
+        sock.close()
+        join(reader)
+        join(sender)
+        assert isinstance(read_out.error, udpio.ClosedError)
+        assert isinstance(send_out.error, udpio.ClosedError)
+
+
+def test_n2_no_extensions_forces_the_pure_backend_at_run_time() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import udpio; print(udpio.BACKEND)"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env={**_env(), "UDPIO_NO_EXTENSIONS": "1"},
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "python"
