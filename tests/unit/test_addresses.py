@@ -231,3 +231,34 @@ def test_a1_printed_addresses_parse_back_to_the_same_address(loopback: str) -> N
     assert _addresses.parse(printed) == (loopback, local[1])
     with udpio.listen(printed) as again:
         assert again.local_addr() == local
+
+
+@pytest.mark.parametrize(
+    ("addr", "error", "message"),
+    [
+        ((9, 80), TypeError, "host must be str, not int"),
+        (("127.0.0.1", "80"), TypeError, "port must be int, not str"),
+        (("127.0.0.1", 70000), ValueError, "port 70000 is outside 0..65535"),
+        (("a\0b", 80), ValueError, "host contains a NUL character"),
+    ],
+)
+def test_a2_tuple_errors_quote_the_tuple_and_name_the_part(
+    addr: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        udpio.listen(addr)  # type: ignore[arg-type]  # wrong on purpose
+    assert str(info.value) == f"udpio: invalid address {addr!r}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("obj", "shown"),
+    [
+        (("127.0.0.1", 10**5000), f"('127.0.0.1', <int of {(10**5000).bit_length()} bits>)"),
+        ((10**5000,), f"(<int of {(10**5000).bit_length()} bits>,)"),
+        (-(10**5000), f"<int of {(10**5000).bit_length()} bits>"),
+        (("x", 1), "('x', 1)"),
+    ],
+    ids=["tuple", "one-tuple", "int", "plain"],
+)
+def test_a2_quote_shows_integers_past_the_digit_limit(obj: object, shown: str) -> None:
+    assert _addresses.quote(obj) == shown

@@ -32,6 +32,16 @@ from tests.helpers import (
 needs_signals = pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
 
 
+def test_c1_refusal_says_what_to_do() -> None:
+    with udpio.listen("127.0.0.1:0") as sock:
+        reader, _ = run_in_thread(sock.recv, "reader")
+        wait_blocked(reader)
+        with pytest.raises(udpio.ConcurrentRecvError, match="one reader at a time"):
+            sock.recv(timeout=0)
+        sock.close()
+        join(reader)
+
+
 def test_c1_second_reader_fails_at_once_first_undisturbed() -> None:
     with pair() as (rx, tx):
         reader, outcome = run_in_thread(lambda: rx.recv(timeout=HANG), "reader")

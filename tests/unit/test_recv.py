@@ -292,7 +292,7 @@ def test_r6_pool_is_thread_safe() -> None:
 def test_r7_timeout_raises_after_about_t() -> None:
     with pair() as (rx, _):
         start = time.monotonic()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match=r"^udpio: recv timed out after 0\.2 s$"):
             rx.recv(timeout=0.2)
         elapsed = time.monotonic() - start
         assert elapsed >= 0.19
@@ -400,3 +400,24 @@ def test_r6_p5_read_buffer_keeps_the_pool_size_and_goes_back_on_close() -> None:
             assert pool.idle_count() == 1 and pool.get() is buf
     finally:
         rx.close()
+
+
+@pytest.mark.parametrize(("size", "max_idle"), [(0, 4), (-1, 4), (64, -1)])
+def test_r6_pool_refuses_a_bad_shape(size: int, max_idle: int) -> None:
+    with pytest.raises(ValueError, match=f"size={size} max_idle={max_idle}"):
+        udpio.Socket._make_pool(size=size, max_idle=max_idle)
+
+
+def test_r6_pool_of_one_byte_and_no_idle_buffers_is_valid() -> None:
+    pool = udpio.Socket._make_pool(size=1, max_idle=0)
+    buf = pool.get()
+    assert len(buf) == 1 and pool.size == 1
+    assert pool.put(buf) is False and pool.idle_count() == 0  # max_idle=0 keeps none
+
+
+def test_r6_a_double_put_is_refused_naming_it() -> None:
+    pool = udpio.Socket._make_pool(max_idle=2)
+    buf = pool.get()
+    assert pool.put(buf) is True
+    with pytest.raises(RuntimeError, match=r"^udpio: buffer returned to the pool twice$"):
+        pool.put(buf)

@@ -13,6 +13,7 @@ import pytest
 import udpio
 from tests.helpers import (
     HANG,
+    fd_count,
     full_send_buffer,
     join,
     pair,
@@ -58,14 +59,17 @@ def test_s2_recv_frame_echoes_without_copy() -> None:
 @pytest.mark.parametrize("frame", ["text", 42, None, [1, 2]])
 def test_s2_non_buffer_is_type_error_and_socket_stays_usable(frame: object) -> None:
     with pair() as (a, _), plain_peer() as peer:
-        with pytest.raises(TypeError, match="buffer protocol"):
+        with pytest.raises(TypeError, match="buffer protocol") as info:
             a.send(frame, peer.getsockname())  # type: ignore[arg-type]
+        assert str(info.value).endswith(f"not {type(frame).__name__}")  # names what it got
         assert a.send(b"ok", peer.getsockname()) == 2
 
 
 def test_s2_non_contiguous_buffer_is_type_error() -> None:
-    with pair() as (a, _), plain_peer() as peer, pytest.raises(TypeError, match="contiguous"):
-        a.send(memoryview(b"abcdef")[::2], peer.getsockname())
+    with pair() as (a, _), plain_peer() as peer:
+        with pytest.raises(TypeError, match=r"^udpio: frame must be a C-contiguous buffer$"):
+            a.send(memoryview(b"abcdef")[::2], peer.getsockname())
+        assert a.send(b"ok", peer.getsockname()) == 2
 
 
 @pytest.mark.parametrize(
@@ -191,3 +195,26 @@ def test_s4_timeout_also_bounds_waiting_behind_another_send(tmp_path: Path) -> N
         sock.close()
         join(first)
         assert isinstance(first_out.error, udpio.ClosedError)
+
+
+def test_s4_timeout_message_names_the_call_and_the_timeout(tmp_path: Path) -> None:
+    with (
+        full_send_buffer(tmp_path) as (sock, path, _),
+        pytest.raises(TimeoutError, match=r"^udpio: send timed out after 0\.05 s$"),
+    ):
+        sock.send(b"late", path, timeout=0.05)  # type: ignore[arg-type]
+
+
+def test_s4_f1_waiting_sends_reuse_one_write_selector(tmp_path: Path) -> None:
+    # The write selector is made on the first wait and kept: a new one per
+    # wait would leak an epoll descriptor every time the buffer fills.
+    with full_send_buffer(tmp_path) as (sock, path, _):
+        with pytest.raises(TimeoutError):
+            sock.send(b"late", path, timeout=0.01)  # type: ignore[arg-type]
+        first = sock._wsel
+        before = fd_count()
+        for _ in range(20):
+            with pytest.raises(TimeoutError):
+                sock.send(b"late", path, timeout=0.01)  # type: ignore[arg-type]
+        assert sock._wsel is first and first is not None
+        assert fd_count() == before

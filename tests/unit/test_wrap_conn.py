@@ -119,3 +119,15 @@ def test_l2_listen_conn_is_stable() -> None:
         first = sock.conn()
         assert isinstance(first, socket.socket)
         assert sock.conn() is first
+
+
+def test_l1_repr_of_an_unbound_socket_says_unbound() -> None:
+    with udpio.wrap_conn(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as sock:
+        assert repr(sock) == "<udpio.Socket unbound>"
+    assert repr(sock) == "<udpio.Socket closed>"
+
+
+@pytest.mark.parametrize("obj", [None, 3, object()])
+def test_w1_non_socket_message_names_its_type(obj: object) -> None:
+    with pytest.raises(TypeError, match=f"not {type(obj).__name__}$"):
+        udpio.wrap_conn(obj)  # type: ignore[arg-type]
