@@ -308,6 +308,35 @@ def test_c3_close_never_frees_the_descriptor_under_a_running_call(call: str, bac
         assert descriptors_closed(sock)
 
 
+def test_c3_close_waits_for_a_role_holder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # recv holds the reader role from its first step to its last, its wait
+    # included, on both backends (natively the C code calls back into
+    # _await_readable while holding it): close() must not release the
+    # descriptors until that call lets go.
+    with udpio.listen("127.0.0.1:0") as sock:
+        entered, proceed = threading.Event(), threading.Event()
+        real_wait = sock._await_readable
+
+        def paused_wait(deadline: Optional[float], timeout: Optional[float]) -> None:
+            entered.set()
+            assert proceed.wait(HANG)
+            real_wait(deadline, timeout)
+
+        monkeypatch.setattr(sock, "_await_readable", paused_wait)
+        reader, read_out = run_in_thread(sock.recv, "reader")
+        assert entered.wait(HANG)
+        closer, close_out = run_in_thread(sock.close, "closer")
+        closer.join(0.2)  # a correct close() is blocked here for sure
+        assert closer.is_alive(), "close() returned while recv still held the reader role"
+        assert sock.conn().fileno() != -1
+        proceed.set()
+        join(reader)
+        join(closer)
+        assert close_out.error is None
+        assert isinstance(read_out.error, udpio.ClosedError)
+        assert descriptors_closed(sock)
+
+
 def test_c3_close_wakes_blocked_recv_and_blocked_send_together(tmp_path: Path) -> None:
     with full_send_buffer(tmp_path) as (sock, path, _):
         reader, read_out = run_in_thread(sock.recv, "reader")
