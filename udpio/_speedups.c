@@ -575,13 +575,28 @@ Core_get_buf(CoreObject *self, void *closure)
     return Py_NewRef(self->buf != NULL ? (PyObject *)self->buf : Py_None);
 }
 
-/* Socket.__init__ starts with no buffer; nothing else may set one. */
+/* Socket.__init__ starts with no buffer and no frame; nothing else may set
+ * them, and nothing may reset them while a recv owns them (it would pull
+ * them from under that call). */
+static int
+reader_state_reset(CoreObject *self, PyObject *value, const char *name)
+{
+    if (value != Py_None) {
+        PyErr_Format(PyExc_AttributeError, "udpio: %s can only be reset to None", name);
+        return -1;
+    }
+    if (self->reader != NULL && self->reader->count > 0) {
+        PyErr_Format(PyExc_AttributeError, "udpio: %s is in use by a recv", name);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 Core_set_buf(CoreObject *self, PyObject *value, void *closure)
 {
     (void)closure;
-    if (value != Py_None) {
-        PyErr_SetString(PyExc_AttributeError, "udpio: _buf can only be reset to None");
+    if (reader_state_reset(self, value, "_buf") < 0) {
         return -1;
     }
     Py_CLEAR(self->buf);
@@ -599,8 +614,7 @@ static int
 Core_set_frame(CoreObject *self, PyObject *value, void *closure)
 {
     (void)closure;
-    if (value != Py_None) {
-        PyErr_SetString(PyExc_AttributeError, "udpio: _frame can only be reset to None");
+    if (reader_state_reset(self, value, "_frame") < 0) {
         return -1;
     }
     Py_CLEAR(self->frame);
@@ -625,7 +639,6 @@ static PyMemberDef Core_members[] = {
 };
 
 /* -- argument parsing ------------------------------------------------ */
-
 
 /* Fills out[0..nmax) from positional and keyword arguments; the first
  * `nrequired` must be given. Only the names in `names` are accepted. */

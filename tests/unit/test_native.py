@@ -73,3 +73,20 @@ def test_n2_no_extensions_forces_the_pure_backend_at_run_time() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "python"
+
+
+def test_n1_reader_state_cannot_be_pulled_from_under_a_recv(backend: str) -> None:
+    # Natively, the frame and buffer live in C slots that only a reset to
+    # None may touch, and not while a recv owns them.
+    if backend != "native":
+        pytest.skip("the pure Socket's _buf and _frame are plain attributes")
+    with udpio.listen("127.0.0.1:0") as sock:
+        with pytest.raises(AttributeError, match="reset to None"):
+            sock._buf = bytearray(10)
+        assert sock._reader.acquire()
+        try:
+            with pytest.raises(AttributeError, match="in use by a recv"):
+                sock._frame = None
+        finally:
+            sock._reader.release()
+        sock._frame = None  # allowed when no recv runs
