@@ -9,12 +9,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 import udpio
 from tests.helpers import HANG, join, pair, plain_peer, run_in_thread, wait_blocked
+from udpio._pool import BufferPool
 
 MAX_PAYLOAD = {"127.0.0.1": 65507, "::1": 65527}
 
@@ -194,24 +195,32 @@ def test_r4_buffer_is_reused_once_nothing_exports_it() -> None:
         assert second.obj is owner  # steady state: one buffer, no allocation
 
 
-def test_r4_exported_buffer_never_returns_to_the_pool() -> None:
-    pool = udpio.Socket._make_pool(max_idle=4)
+@contextmanager
+def with_own_pool(max_idle: int = 4) -> Iterator[tuple[udpio.Socket, BufferPool[Any], socket.socket]]:
+    """A receiving Socket that draws from a pool of its own, and a plain peer that sends to it."""
+    pool = udpio.Socket._make_pool(max_idle=max_idle)
     conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     conn.bind(("127.0.0.1", 0))
     rx = udpio.Socket(conn, _pool=pool)
     try:
         with plain_peer() as peer:
-            peer.sendto(b"retained", conn.getsockname())
-            frame, _ = rx.recv(timeout=HANG)
-            kept = frame[:3]
-            retained = frame.obj
-            rx.close()
-            with pytest.raises(udpio.ClosedError):
-                rx.recv()  # releases the frame; the buffer is still exported by `kept`
-            assert all(buf is not retained for buf in pool._idle)
-            assert bytes(kept) == b"ret"
+            peer.connect(conn.getsockname())
+            yield rx, pool, peer
     finally:
         rx.close()
+
+
+def test_r4_exported_buffer_never_returns_to_the_pool() -> None:
+    with with_own_pool() as (rx, pool, peer):
+        peer.send(b"retained")
+        frame, _ = rx.recv(timeout=HANG)
+        kept = frame[:3]
+        retained = frame.obj
+        rx.close()
+        with pytest.raises(udpio.ClosedError):
+            rx.recv()  # releases the frame; the buffer is still exported by `kept`
+        assert all(buf is not retained for buf in pool._idle)
+        assert bytes(kept) == b"ret"
 
 
 def test_r5_close_does_not_pull_the_frame_from_the_handler() -> None:
@@ -382,24 +391,17 @@ def test_r8_icmp_error_wakes_a_recv_that_is_already_waiting() -> None:
 
 
 def test_r6_p5_read_buffer_keeps_the_pool_size_and_goes_back_on_close() -> None:
-    pool = udpio.Socket._make_pool(max_idle=4)
-    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    conn.bind(("127.0.0.1", 0))
-    rx = udpio.Socket(conn, _pool=pool)
-    try:
-        with plain_peer() as peer:
-            for size in [0, 1, 65507, 3, 1500] * 40:
-                peer.sendto(b"s" * size, conn.getsockname())
-                rx.recv(timeout=HANG)
-                assert rx._buf is not None and len(rx._buf) == pool.size  # no growth per datagram, ever
-            buf = rx._buf
-            rx.close()
-            with pytest.raises(udpio.ClosedError):
-                rx.recv()  # releases the last frame and hands the buffer back
-            assert rx._buf is None
-            assert pool.idle_count() == 1 and pool.get() is buf
-    finally:
+    with with_own_pool() as (rx, pool, peer):
+        for size in [0, 1, 65507, 3, 1500] * 40:
+            peer.send(b"s" * size)
+            rx.recv(timeout=HANG)
+            assert rx._buf is not None and len(rx._buf) == pool.size  # no growth per datagram, ever
+        buf = rx._buf
         rx.close()
+        with pytest.raises(udpio.ClosedError):
+            rx.recv()  # releases the last frame and hands the buffer back
+        assert rx._buf is None
+        assert pool.idle_count() == 1 and pool.get() is buf
 
 
 @pytest.mark.parametrize(("size", "max_idle"), [(0, 4), (-1, 4), (64, -1)])
