@@ -423,3 +423,17 @@ def test_r6_a_double_put_is_refused_naming_it() -> None:
     assert pool.put(buf) is True
     with pytest.raises(RuntimeError, match=r"^udpio: buffer returned to the pool twice$"):
         pool.put(buf)
+
+
+def test_r4_a_slice_kept_across_a_thousand_recvs_is_untouched() -> None:
+    with linked() as (rx, tx, dst):
+        tx.send(b"keep me", dst)
+        first, _ = rx.recv(timeout=HANG)
+        kept = first[:4]
+        for i in range(1000):
+            tx.send(bytes([i & 0xFF]) * 64, dst)
+            frame, _ = rx.recv(timeout=HANG)
+            assert frame == bytes([i & 0xFF]) * 64
+        assert kept == b"keep"
+        with pytest.raises(ValueError):
+            first[0]  # the frame itself was released by the next recv (R3)
