@@ -40,7 +40,7 @@ LOOPBACK = "127.0.0.1"
 
 @dataclass(frozen=True)
 class Config:
-    """How much to measure. ``quick`` finishes in seconds, ``full`` in a few minutes."""
+    """How much to measure. ``quick`` finishes in seconds, ``full`` in about a minute."""
 
     rounds: int
     batch: int  # datagrams per round for P1, P2, P6

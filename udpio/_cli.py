@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "bench", help="measure P1-P6 (docs/reference.md) for each backend, beside the standard library"
     )
     bench.add_argument(
-        "--quick", action="store_true", help="fewer rounds: a few seconds (full run: a minute or two)"
+        "--quick", action="store_true", help="fewer rounds: a few seconds (the full run takes about a minute)"
     )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return parser

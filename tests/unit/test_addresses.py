@@ -262,3 +262,9 @@ def test_a2_tuple_errors_quote_the_tuple_and_name_the_part(
 )
 def test_a2_quote_shows_integers_past_the_digit_limit(obj: object, shown: str) -> None:
     assert _addresses.quote(obj) == shown
+
+
+def test_a4_the_smallest_buffer_sizes_are_accepted() -> None:
+    # 1 byte is a valid request: the kernel rounds it up to its minimum.
+    with udpio.listen("127.0.0.1:0", rcvbuf=1, sndbuf=1) as sock:
+        assert sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1

@@ -437,3 +437,16 @@ def test_r4_a_slice_kept_across_a_thousand_recvs_is_untouched() -> None:
         assert kept == b"keep"
         with pytest.raises(ValueError):
             first[0]  # the frame itself was released by the next recv (R3)
+
+
+def test_r3_r7_a_recv_that_times_out_releases_the_frame_and_the_next_recv_works() -> None:
+    with linked() as (rx, tx, dst):
+        tx.send(b"one", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        with pytest.raises(TimeoutError):
+            rx.recv(timeout=0)  # nothing queued: raises, and still releases `frame`
+        with pytest.raises(ValueError):
+            bytes(frame)
+        for payload in (b"two", b"three"):
+            tx.send(payload, dst)
+            assert bytes(rx.recv(timeout=HANG)[0]) == payload
