@@ -36,6 +36,7 @@ class Socket(_speedups.Core, PureSocket):
     __doc__ = PureSocket.__doc__
 
     _send_slow = PureSocket.send
+    _send_some_slow = PureSocket._send_some
 
     @staticmethod
     def _new_role() -> _speedups.Role:

@@ -45,6 +45,7 @@ typedef struct {
     PyObject *str_await_readable;
     PyObject *str_check_timeout;
     PyObject *str_send_slow;
+    PyObject *str_send_some_slow;
 } udpio_state;
 
 static struct PyModuleDef udpio_module;
@@ -1228,6 +1229,94 @@ Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     return PyErr_SetFromErrno(PyExc_OSError); /* S5: the kernel's error, verbatim */
 }
 
+/* -- send_batch: up to SEND_MANY datagrams per sendmmsg ------------------ */
+
+#define SEND_MANY 64
+
+#ifdef __linux__
+/* Sends frames[start:start + k] in one sendmmsg and returns how many went
+ * out (B3). Anything but the plain case (a list or tuple of C-contiguous
+ * buffers to a numeric address tuple) goes to the Python twin, which sends
+ * one and owns the errors. Caller holds the writer role (Socket.send_batch),
+ * which keeps the descriptor open and owns the destination cache (C3). */
+static PyObject *
+send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst)
+{
+    Py_buffer views[SEND_MANY];
+    struct iovec iov[SEND_MANY];
+    struct mmsghdr msgs[SEND_MANY];
+    struct sockaddr_storage sa;
+    socklen_t sa_len;
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(frames);
+    Py_ssize_t count = total - start < SEND_MANY ? total - start : SEND_MANY;
+    PyObject **items = PySequence_Fast_ITEMS(frames);
+    Py_ssize_t got = 0;
+    if (!destination(self, dst, &sa, &sa_len)) {
+        return NULL; /* no exception set: the caller takes the Python path */
+    }
+    for (; got < count; got++) {
+        if (PyObject_GetBuffer(items[start + got], &views[got], PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            break;
+        }
+        iov[got].iov_base = views[got].buf;
+        iov[got].iov_len = (size_t)views[got].len;
+        memset(&msgs[got], 0, sizeof(msgs[got]));
+        msgs[got].msg_hdr.msg_name = &sa;
+        msgs[got].msg_hdr.msg_namelen = sa_len;
+        msgs[got].msg_hdr.msg_iov = &iov[got];
+        msgs[got].msg_hdr.msg_iovlen = 1;
+    }
+    int n = -1, err = 0, fd = self->fd;
+    if (got > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        n = sendmmsg(fd, msgs, (unsigned int)got, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+    }
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    if (got == 0) {
+        return NULL; /* the first frame is not a plain buffer: the Python path says why */
+    }
+    if (n >= 0) {
+        return PyLong_FromLong(n);
+    }
+    if (err == EINTR) { /* PEP 475: run the handlers; the caller tries again */
+        return PyErr_CheckSignals() < 0 ? NULL : PyLong_FromLong(0);
+    }
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError); /* EAGAIN is BlockingIOError: the caller waits */
+}
+#endif
+
+static PyObject *
+Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_send_some(frames, start, dst)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+#ifdef __linux__
+    PyObject *frames = args[0];
+    if ((PyList_CheckExact(frames) || PyTuple_CheckExact(frames)) && start >= 0 &&
+        start < PySequence_Fast_GET_SIZE(frames) && !not_initialised(self)) {
+        PyObject *r = send_some(self, frames, start, args[2]);
+        if (r != NULL || PyErr_Occurred()) {
+            return r;
+        }
+    }
+#endif
+    PyObject *slow[] = {(PyObject *)self, args[0], args[1], args[2]};
+    return PyObject_VectorcallMethod(self->state->str_send_some_slow, slow,
+                                     4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
 /* The docstrings are the Python twin's, word for word (a test checks). */
 PyDoc_STRVAR(Core_recv_doc,
     "recv($self, /, timeout=None)\n"
@@ -1274,6 +1363,8 @@ PyDoc_STRVAR(Core_send_doc,
 static PyMethodDef Core_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))Core_recv, METH_FASTCALL | METH_KEYWORDS, Core_recv_doc},
     {"send", (PyCFunction)(void (*)(void))Core_send, METH_FASTCALL | METH_KEYWORDS, Core_send_doc},
+    {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,
+     "The native Socket._send_some: up to 64 datagrams per sendmmsg."},
     {NULL},
 };
 
@@ -1349,7 +1440,8 @@ udpio_exec(PyObject *module)
         intern(&st->str_recv_refused, "_recv_refused") < 0 ||
         intern(&st->str_await_readable, "_await_readable") < 0 ||
         intern(&st->str_check_timeout, "_check_timeout") < 0 ||
-        intern(&st->str_send_slow, "_send_slow") < 0) {
+        intern(&st->str_send_slow, "_send_slow") < 0 ||
+        intern(&st->str_send_some_slow, "_send_some_slow") < 0) {
         return -1;
     }
     return 0;
@@ -1385,6 +1477,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_await_readable);
     Py_CLEAR(st->str_check_timeout);
     Py_CLEAR(st->str_send_slow);
+    Py_CLEAR(st->str_send_some_slow);
     return 0;
 }
 

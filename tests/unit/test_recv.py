@@ -434,7 +434,7 @@ def test_r4_a_slice_kept_across_a_thousand_recvs_is_untouched() -> None:
             tx.send(bytes([i & 0xFF]) * 64, dst)
             frame, _ = rx.recv(timeout=HANG)
             assert frame == bytes([i & 0xFF]) * 64
-        assert kept == b"keep"
+        assert bytes(kept) == b"keep"
         with pytest.raises(ValueError):
             first[0]  # the frame itself was released by the next recv (R3)
 
