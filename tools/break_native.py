@@ -25,10 +25,6 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (Py_REFCNT(frame) > 1) {\n        PyObject *r = PyObject_Vectorcall",
         "    if (0) {\n        PyObject *r = PyObject_Vectorcall",
     ),
-    "R4 retained buffer reused": (
-        "    if (self->buf != NULL && self->buf->exports > 0) {\n        Py_CLEAR(self->buf);",
-        "    if (0) {\n        Py_CLEAR(self->buf);",
-    ),
     "C1 ownership test ignored": (
         "    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {\n        return recv_refused(self);\n    }",
         "    (void)PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK);",
@@ -45,7 +41,7 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);",
         "    if (0) {\n        result = release_on_exit(self, result);",
     ),
-    "R1 stale length": ("    self->buf->length = n;", "    self->buf->length = n > 0 ? n : 1;"),
+    "R1 stale length": ("    buf->length = q->length;", "    buf->length = q->length > 0 ? q->length : 1;"),
     "S5 EAGAIN-like errors swallowed": (
         "    if (n == -2 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {",
         "    if (1) {",
@@ -63,8 +59,20 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    self->frame = Py_NewRef(frame);\n    Py_INCREF(frame);",
     ),
     "leak: a retained buffer": (
-        "    if (self->buf != NULL && self->buf->exports > 0) {\n        Py_CLEAR(self->buf);",
-        "    if (self->buf != NULL && self->buf->exports > 0) {\n        Py_INCREF(self->buf);\n        Py_CLEAR(self->buf);",
+        "    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0) {\n        Py_CLEAR(",
+        "    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0) {\n        Py_INCREF(self->slots[slot]);\n        Py_CLEAR(",
+    ),
+    "B1 a slot reused while retained": (
+        "    for (int i = 0; i < RECV_MANY; i++) {\n        drop_if_retained(self, i);",
+        "    for (int i = 0; i < RECV_MANY; i++) {",
+    ),
+    "B2 queued datagrams handed out after close": (
+        "    if (self->closed) { /* R5: the reader's next recv after close() */",
+        "    if (self->queue_len > 0) {\n        return hand_out(self);\n    }\n    if (self->closed) {",
+    ),
+    "B3 .sent counts one datagram too many": (
+        "    if (n >= 0) {\n        return PyLong_FromLong(n);",
+        "    if (n >= 0) {\n        return PyLong_FromLong(n + 1);",
     ),
     "dst cache never invalidated": (
         "    if (dst != self->dst) {\n        if (!parse",

@@ -369,6 +369,19 @@ static PyType_Spec Role_spec = {
 /* Core: the state recv and send share with the Python Socket           */
 /* ------------------------------------------------------------------ */
 
+/* Datagrams one recvmmsg may take (B1). Each slot is a whole 64 KiB buffer,
+ * so any datagram fits; untouched pages of a slot cost no memory. Chosen by
+ * measurement: docs/benchmarks.md. */
+#define RECV_MANY 16
+
+/* A datagram taken from the kernel and not yet handed out. */
+struct queued {
+    int slot;
+    Py_ssize_t length;
+    socklen_t src_len;
+    struct sockaddr_storage src;
+};
+
 typedef struct {
     PyObject_HEAD
     PyObject *module;     /* strong: keeps *state alive */
@@ -383,8 +396,16 @@ typedef struct {
     RoleObject *reader;
     RoleObject *writer;
     PyObject *pool;
-    /* Owned by whoever holds the reader role. */
-    ReadBufferObject *buf;
+    /* Owned by whoever holds the reader role: the batch (B1). slots[i] is a
+     * read buffer or NULL; queue[queue_head .. queue_head + queue_len) are
+     * the datagrams recvmmsg put into slots and recv has not handed out
+     * yet, in arrival order; `current` is the slot of the last frame handed
+     * out (-1: none). */
+    ReadBufferObject *slots[RECV_MANY];
+    struct queued queue[RECV_MANY];
+    int queue_head;
+    int queue_len;
+    int current;
     PyObject *frame;
     struct sockaddr_storage src; /* the last source address and its tuple */
     socklen_t src_len;
@@ -431,6 +452,7 @@ Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->module = Py_NewRef(module);
     self->state = PyModule_GetState(module);
     self->fd = -1;
+    self->current = -1;
     return (PyObject *)self;
 }
 
@@ -443,7 +465,9 @@ Core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->reader);
     Py_VISIT(self->writer);
     Py_VISIT(self->pool);
-    Py_VISIT(self->buf);
+    for (int i = 0; i < RECV_MANY; i++) {
+        Py_VISIT(self->slots[i]);
+    }
     Py_VISIT(self->frame);
     Py_VISIT(self->src_addr);
     Py_VISIT(self->dst);
@@ -457,7 +481,9 @@ Core_clear(CoreObject *self)
     Py_CLEAR(self->reader);
     Py_CLEAR(self->writer);
     Py_CLEAR(self->pool);
-    Py_CLEAR(self->buf);
+    for (int i = 0; i < RECV_MANY; i++) {
+        Py_CLEAR(self->slots[i]);
+    }
     Py_CLEAR(self->frame);
     Py_CLEAR(self->src_addr);
     Py_CLEAR(self->dst);
@@ -573,7 +599,8 @@ static PyObject *
 Core_get_buf(CoreObject *self, void *closure)
 {
     (void)closure;
-    return Py_NewRef(self->buf != NULL ? (PyObject *)self->buf : Py_None);
+    PyObject *buf = self->current >= 0 ? (PyObject *)self->slots[self->current] : NULL;
+    return Py_NewRef(buf != NULL ? buf : Py_None);
 }
 
 /* Socket.__init__ starts with no buffer and no frame; nothing else may set
@@ -600,7 +627,11 @@ Core_set_buf(CoreObject *self, PyObject *value, void *closure)
     if (reader_state_reset(self, value, "_buf") < 0) {
         return -1;
     }
-    Py_CLEAR(self->buf);
+    for (int i = 0; i < RECV_MANY; i++) {
+        Py_CLEAR(self->slots[i]);
+    }
+    self->queue_len = 0;
+    self->current = -1;
     return 0;
 }
 
@@ -922,15 +953,15 @@ release_frame(CoreObject *self)
 /* R4: a buffer that anything still views is never written again; it stays
  * with its viewers and is freed when the last one goes. */
 static void
-drop_retained_buffer(CoreObject *self)
+drop_if_retained(CoreObject *self, int slot)
 {
-    if (self->buf != NULL && self->buf->exports > 0) {
-        Py_CLEAR(self->buf);
+    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0) {
+        Py_CLEAR(self->slots[slot]);
     }
 }
 
 static int
-take_buffer(CoreObject *self)
+take_buffer(CoreObject *self, int slot)
 {
     PyObject *buf = PyObject_CallMethodNoArgs(self->pool, self->state->str_get);
     if (buf == NULL) {
@@ -942,23 +973,48 @@ take_buffer(CoreObject *self)
         Py_DECREF(buf);
         return -1;
     }
-    Py_XSETREF(self->buf, (ReadBufferObject *)buf);
+    Py_XSETREF(self->slots[slot], (ReadBufferObject *)buf);
     return 0;
 }
 
-/* R6: the pool keeps the buffer only if nothing exports it. */
+/* Before a batch is read, every slot holds a buffer nothing views: one that
+ * is viewed (even through a stale frame.obj exported since) is dropped and
+ * replaced from the pool (R4, B1). */
 static int
-return_buffer(CoreObject *self)
+fill_slots(CoreObject *self)
 {
-    ReadBufferObject *buf = self->buf;
-    if (buf == NULL) {
-        return 0;
+    for (int i = 0; i < RECV_MANY; i++) {
+        drop_if_retained(self, i);
+        if (self->slots[i] == NULL && take_buffer(self, i) < 0) {
+            return -1;
+        }
     }
-    self->buf = NULL;
-    PyObject *r = PyObject_CallMethodOneArg(self->pool, self->state->str_put, (PyObject *)buf);
-    Py_DECREF(buf);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
+    return 0;
+}
+
+/* R6, B2: at close, the queued datagrams are discarded, as the kernel
+ * discards its own queue, and the buffers go back to the pool, which keeps
+ * only those nothing exports. */
+static int
+return_slots(CoreObject *self)
+{
+    int failed = 0;
+    self->queue_len = 0;
+    self->current = -1;
+    for (int i = 0; i < RECV_MANY; i++) {
+        ReadBufferObject *buf = self->slots[i];
+        if (buf == NULL) {
+            continue;
+        }
+        self->slots[i] = NULL;
+        PyObject *r = failed ? NULL : PyObject_CallMethodOneArg(self->pool, self->state->str_put, (PyObject *)buf);
+        Py_DECREF(buf);
+        if (r == NULL) {
+            failed = 1;
+        }
+        Py_XDECREF(r);
+    }
+    return failed ? -1 : 0;
 }
 
 static PyObject *
@@ -968,33 +1024,68 @@ closed_error(CoreObject *self)
     return NULL;
 }
 
-/* One nonblocking recvfrom into the buffer, the GIL released (N5).
- * Returns the datagram's length, or -1 with *err set. */
-static Py_ssize_t
-recv_datagram(CoreObject *self, struct sockaddr_storage *src, socklen_t *src_len, int *err)
+/* Take up to RECV_MANY datagrams the kernel already holds, in one nonblocking
+ * recvmmsg with the GIL released (B1, N5), into the queue. Returns how many,
+ * or -1 with *err set. A kernel error after the first datagram stays
+ * pending in the kernel and is reported by the next call, so none is lost. */
+static int
+recv_batch(CoreObject *self, int *err)
 {
-    ssize_t n;
-    int fd = self->fd;
-    char *data = self->buf->data;
-    size_t capacity = (size_t)self->buf->capacity;
-    *src_len = sizeof(*src);
+    int n, fd = self->fd;
+#ifdef __linux__
+    struct mmsghdr msgs[RECV_MANY];
+    struct iovec iov[RECV_MANY];
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < RECV_MANY; i++) {
+        iov[i].iov_base = self->slots[i]->data;
+        iov[i].iov_len = (size_t)self->slots[i]->capacity;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &self->queue[i].src;
+        msgs[i].msg_hdr.msg_namelen = sizeof(self->queue[i].src);
+    }
     Py_BEGIN_ALLOW_THREADS
-    n = recvfrom(fd, data, capacity, 0, (struct sockaddr *)src, src_len);
+    n = recvmmsg(fd, msgs, RECV_MANY, 0, NULL);
     *err = errno;
     Py_END_ALLOW_THREADS
-    return (Py_ssize_t)n;
+    for (int i = 0; i < n; i++) {
+        self->queue[i].slot = i;
+        self->queue[i].length = (Py_ssize_t)msgs[i].msg_len;
+        self->queue[i].src_len = msgs[i].msg_hdr.msg_namelen;
+    }
+#else /* one datagram per call where there is no recvmmsg */
+    ssize_t got;
+    socklen_t len = sizeof(self->queue[0].src);
+    Py_BEGIN_ALLOW_THREADS
+    got = recvfrom(fd, self->slots[0]->data, (size_t)self->slots[0]->capacity, 0,
+                   (struct sockaddr *)&self->queue[0].src, &len);
+    *err = errno;
+    Py_END_ALLOW_THREADS
+    n = got < 0 ? -1 : 1;
+    self->queue[0].slot = 0;
+    self->queue[0].length = (Py_ssize_t)got;
+    self->queue[0].src_len = len;
+#endif
+    if (n > 0) {
+        self->queue_head = 0;
+        self->queue_len = n;
+    }
+    return n;
 }
 
-/* The frame: a read-only memoryview of exactly the datagram (R1, R2). */
+/* Hand out the oldest queued datagram: a read-only memoryview of exactly its
+ * bytes (R1, R2), and its sender. */
 static PyObject *
-recv_result(CoreObject *self, Py_ssize_t n, const struct sockaddr_storage *src, socklen_t src_len)
+hand_out(CoreObject *self)
 {
-    PyObject *addr = source_address(self, src, src_len);
+    struct queued *q = &self->queue[self->queue_head];
+    PyObject *addr = source_address(self, &q->src, q->src_len);
     if (addr == NULL) {
         return NULL;
     }
-    self->buf->length = n;
-    PyObject *frame = PyMemoryView_FromObject((PyObject *)self->buf);
+    ReadBufferObject *buf = self->slots[q->slot];
+    buf->length = q->length;
+    PyObject *frame = PyMemoryView_FromObject((PyObject *)buf);
     if (frame == NULL) {
         Py_DECREF(addr);
         return NULL;
@@ -1005,6 +1096,9 @@ recv_result(CoreObject *self, Py_ssize_t n, const struct sockaddr_storage *src, 
         Py_DECREF(addr);
         return NULL;
     }
+    self->current = q->slot;
+    self->queue_head++;
+    self->queue_len--;
     self->frame = Py_NewRef(frame);
     PyTuple_SET_ITEM(result, 0, frame);
     PyTuple_SET_ITEM(result, 1, addr);
@@ -1029,19 +1123,16 @@ make_deadline(CoreObject *self, PyObject *timeout)
 
 /* Try the syscall first; only when it would block, wait in the selector
  * (Socket._await_readable, which raises TimeoutError or ClosedError) and try
- * again. Caller holds the reader role and a buffer. */
+ * again. Caller holds the reader role, with every slot filled. */
 static PyObject *
 recv_or_wait(CoreObject *self, PyObject *timeout)
 {
     PyObject *deadline = NULL;
-    struct sockaddr_storage src;
-    socklen_t src_len;
     int err;
     for (;;) {
-        Py_ssize_t n = recv_datagram(self, &src, &src_len, &err);
-        if (n >= 0) {
+        if (recv_batch(self, &err) > 0) {
             Py_XDECREF(deadline);
-            return recv_result(self, n, &src, src_len);
+            return hand_out(self);
         }
         if (err == EINTR) {
             /* PEP 475: run the handlers, then retry (C6); a handler may close (C5). */
@@ -1081,14 +1172,17 @@ recv_as_reader(CoreObject *self, PyObject *timeout)
     if (release_frame(self) < 0) {
         return NULL;
     }
-    drop_retained_buffer(self);
+    self->current = -1; /* a retained buffer is dropped before the next batch (fill_slots) */
     if (self->closed) { /* R5: the reader's next recv after close() */
-        if (return_buffer(self) < 0) {
+        if (return_slots(self) < 0) {
             return NULL;
         }
         return closed_error(self);
     }
-    if (self->buf == NULL && take_buffer(self) < 0) {
+    if (self->queue_len > 0) { /* B1, B2: what the last batch took comes first */
+        return hand_out(self);
+    }
+    if (fill_slots(self) < 0) {
         return NULL;
     }
     return recv_or_wait(self, timeout);

@@ -124,3 +124,99 @@ def test_b3_closed_socket_raises_closed_error() -> None:
     with pytest.raises(udpio.ClosedError) as info:
         tx.send_batch([b"a"], ("127.0.0.1", 9))
     assert info.value.sent == 0  # type: ignore[attr-defined]
+
+
+def _numbered(seq: int, size: int) -> bytes:
+    # A sequence number, then bytes that differ per datagram.
+    body = bytes((seq * 7 + i) & 0xFF for i in range(max(0, size - 4)))
+    return (seq.to_bytes(4, "big") + body)[:size] if size >= 4 else bytes([seq & 0xFF]) * size
+
+
+def test_b1_a_burst_of_mixed_sizes_arrives_exactly_and_in_order() -> None:
+    sizes = [0, 1, 4, 64, 1472, 9000, 65507, 100, 3] * 6  # more than one batch, both ends of R1
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        if sum(size + 1024 for size in sizes) > _room(rx) // 2:
+            pytest.skip("net.core.rmem_max is too small to queue this burst on loopback")
+        sent = [_numbered(seq, size) for seq, size in enumerate(sizes)]
+        for datagram in sent:
+            tx.send(datagram, dst)
+        for expected in sent:
+            frame, _ = rx.recv(timeout=HANG)
+            assert len(frame) == len(expected) and bytes(frame) == expected
+
+
+def test_b1_r4_slices_kept_across_batch_boundaries_are_never_overwritten() -> None:
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        for round_ in range(4):
+            for seq in range(40):  # 40 > the native batch: the burst spans batches
+                tx.send(_numbered(round_ * 100 + seq, 64), dst)
+        kept: list[tuple[memoryview, bytes]] = []
+        for _ in range(160):
+            frame, _ = rx.recv(timeout=HANG)
+            if len(kept) % 2 == 0 or bytes(frame[:4])[-1] % 3 == 0:
+                kept.append((frame[:16], bytes(frame[:16])))
+        for view, expected in kept:
+            assert bytes(view) == expected, "a retained slice was overwritten"
+
+
+def test_b2_queued_datagrams_come_first_also_with_timeout_0() -> None:
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        for seq in range(5):
+            tx.send(_numbered(seq, 32), dst)
+        assert bytes(rx.recv(timeout=HANG)[0]) == _numbered(0, 32)
+        for seq in range(1, 5):  # natively these already sit in the Socket's queue
+            assert bytes(rx.recv(timeout=0)[0]) == _numbered(seq, 32)
+        with pytest.raises(TimeoutError):
+            rx.recv(timeout=0)
+
+
+def test_b2_close_discards_what_was_taken_and_not_handed_out() -> None:
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        for seq in range(10):
+            tx.send(_numbered(seq, 32), dst)
+        frame, _ = rx.recv(timeout=HANG)
+        closer, _ = run_in_thread(rx.close, "closer")
+        join(closer)
+        assert bytes(frame) == _numbered(0, 32)  # R5: the handler's frame survives close()
+        for _ in range(3):
+            with pytest.raises(udpio.ClosedError):
+                rx.recv(timeout=0)
+
+
+def test_b1_r8_a_kernel_error_in_a_burst_costs_no_datagram() -> None:
+    # Three datagrams queued, then an ICMP error: a plain recvfrom reports
+    # the error first; a batch may report it after the datagrams it took.
+    # Either way every datagram comes out, in order, and the error once.
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer_addr = peer.getsockname()
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.bind(("127.0.0.1", 0))
+    conn.connect(peer_addr)
+    with udpio.wrap_conn(conn) as sock:
+        for seq in range(3):
+            peer.sendto(_numbered(seq, 16), conn.getsockname())
+        peer.close()
+        sock.send(b"to a closed port", peer_addr)  # the kernel answers with port unreachable
+        got: list[bytes] = []
+        refused = 0
+        while True:
+            try:
+                got.append(bytes(sock.recv(timeout=0.2)[0]))
+            except ConnectionRefusedError:
+                refused += 1
+            except TimeoutError:
+                break
+        assert got == [_numbered(seq, 16) for seq in range(3)]
+        assert refused == 1
+
+
+def test_b1_r4_an_export_of_the_whole_buffer_keeps_its_bytes() -> None:
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        tx.send(b"first datagram", dst)
+        frame, _ = rx.recv(timeout=HANG)
+        whole = memoryview(frame.obj)  # frame.obj: the buffer under the frame
+        for seq in range(100):  # several batches later
+            tx.send(_numbered(seq, 64), dst)
+            rx.recv(timeout=HANG)
+        assert bytes(whole[:14]) == b"first datagram"
