@@ -75,7 +75,7 @@ class Figure:
     baseline_name: str
     target: str
     limit: Optional[float]
-    met: bool
+    met: Optional[bool]  # None: no target for this backend
 
     @property
     def ratio(self) -> Optional[float]:
@@ -86,10 +86,18 @@ class Figure:
 
 
 def _ratio_figure(
-    rule: str, what: str, backend: str, value: float, baseline: float, baseline_name: str, limit: float
+    rule: str,
+    what: str,
+    backend: str,
+    value: float,
+    baseline: float,
+    baseline_name: str,
+    limit: Optional[float],
 ) -> Figure:
     # The verdict is read off the printed, rounded ratio: 1.1549 prints as
     # 1.15x, and 1.15x against "<= 1.15x" is met.
+    if limit is None:
+        return Figure(rule, what, backend, "ns", value, baseline, baseline_name, "-", None, None)
     met = round(value / baseline, 2) <= limit
     return Figure(rule, what, backend, "ns", value, baseline, baseline_name, f"<= {limit:.2f}x", limit, met)
 
@@ -100,6 +108,11 @@ LIMITS: dict[str, dict[str, float]] = {
     "P2": {"python": 1.25, "native": 1.05},
     "P3": {"python": 1.35, "native": 1.1},
     "P6": {"python": 0.33, "native": 0.33},
+    # P7 and P8 are targets for the native backend's batches; the pure twin
+    # (a loop of sends, one datagram per recv) is shown beside it.
+    "P7": {"native": 0.5},
+    # P8 is a throughput: udpio's datagrams/s over the plain pair's, at least this.
+    "P8": {"native": 2.0},
 }
 
 
@@ -488,6 +501,90 @@ def _p6_udpio(sender: socket.socket, rx: udpio.Socket, batch: int) -> float:
     return _per_item_ns(time.perf_counter() - start, batch)
 
 
+# -- P7: send_batch -----------------------------------------------------------------------------
+
+
+def _p7_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
+    dst = sink.getsockname()
+    frames = [PAYLOAD] * batch
+    start = time.perf_counter()
+    sent = tx.send_batch(frames, dst)
+    elapsed = time.perf_counter() - start
+    _drain(sink, sent)
+    return _per_item_ns(elapsed, batch)
+
+
+# -- P8: datagrams per second, sender to a verifying receiver ---------------------------------------
+#
+# The sender runs in a child process (threads in one process would measure
+# the GIL); the receiver checks that sequence numbers only go up and counts
+# what arrives. Loopback drops what the receiver cannot take in time, so the
+# figure is datagrams delivered per second.
+
+_P8_SENDER = """
+import struct, sys
+from udpio import _bench, _socket
+kind, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+frames = [struct.pack("!I", i) + b"s" * 60 for i in range(count)]
+dst = ("127.0.0.1", port)
+if kind == "plain":
+    import socket
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sendto = tx.sendto
+    for frame in frames:
+        sendto(frame, dst)
+else:
+    tx = _socket.listen_with(_bench.backends()[kind], "127.0.0.1:0")
+    for i in range(0, count, 64):
+        tx.send_batch(frames[i : i + 64], dst)
+tx.close()
+"""
+
+
+def _p8_rate(kind: str, count: int) -> float:
+    """Datagrams per second delivered from a ``kind`` sender to a ``kind`` receiver."""
+    import struct
+    import subprocess
+
+    unpack = struct.Struct("!I").unpack_from
+    if kind == "plain":
+        rx: Any = _plain_receiver()
+        port = rx.getsockname()[1]
+    else:
+        rx = _listen(backends()[kind], rcvbuf=RCVBUF)
+        port = rx.local_addr()[1]
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(udpio.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_root)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _P8_SENDER, kind, str(port), str(count)], env=env, cwd=package_root
+    )
+    received, last, first_at, last_at = 0, -1, 0.0, 0.0
+    try:
+        buf = bytearray(2048)
+        while last < count - 1:
+            try:
+                if kind == "plain":
+                    rx.settimeout(1.0)
+                    rx.recvfrom_into(buf)
+                    seq = unpack(buf)[0]
+                else:
+                    frame, _ = rx.recv(timeout=1.0)
+                    seq = unpack(frame)[0]
+            except TimeoutError:
+                break  # the rest was dropped
+            if seq <= last:
+                raise RuntimeError(f"bench: P8 {kind}: sequence went from {last} to {seq}")
+            if received == 0:
+                first_at = time.perf_counter()
+            last_at = time.perf_counter()
+            received += 1
+            last = seq
+    finally:
+        child.wait(30)
+        rx.close()
+    return received / (last_at - first_at) if received > 1 and last_at > first_at else 0.0
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -545,6 +642,15 @@ def _run_p1_p2(config: Config, kinds: dict[str, type[_socket.Socket]], opened: _
     ]
     figures += [
         _ratio_figure("P2", "send, 64 B", n, send[i], send[0], "sendto loop", LIMITS["P2"][n])
+        for i, n in enumerate(names, 1)
+    ]
+    batch_sides: list[Callable[[], float]] = [lambda: _p2_plain(plain_tx, sink, config.batch)]
+    batch_sides += [functools.partial(_p7_udpio, txs[n], sink, config.batch) for n in names]
+    batch = _interleaved(config.rounds, batch_sides)
+    figures += [
+        _ratio_figure(
+            "P7", "send_batch, 64 B, per datagram", n, batch[i], batch[0], "sendto loop", LIMITS["P7"].get(n)
+        )
         for i, n in enumerate(names, 1)
     ]
     return figures
@@ -621,6 +727,24 @@ def _run_p6(config: Config, kinds: dict[str, type[_socket.Socket]], opened: _Ope
     ]
 
 
+def _run_p8(config: Config, kinds: dict[str, type[_socket.Socket]]) -> list[Figure]:
+    count = config.batch * 10
+    rounds = max(3, config.rounds // 5)
+    sides: list[Callable[[], float]] = [functools.partial(_p8_rate, "plain", count)]
+    sides += [functools.partial(_p8_rate, name, count) for name in kinds]
+    rates = _interleaved(rounds, sides)
+    figures = []
+    for i, name in enumerate(kinds, 1):
+        limit = LIMITS["P8"].get(name)
+        ratio = round(rates[i] / rates[0], 2) if rates[0] else 0.0
+        what = f"datagrams/s, sender process to verifying receiver ({count:,} per round)"
+        target, met = ("-", None) if limit is None else (f">= {limit:.2f}x", ratio >= limit)
+        figures.append(
+            Figure("P8", what, name, "datagrams/s", rates[i], rates[0], "plain pair", target, limit, met)
+        )
+    return figures
+
+
 def run(config: Config, kinds: Optional[dict[str, type[_socket.Socket]]] = None) -> list[Figure]:
     """Measure every figure for every backend (default: all this install has)."""
     kinds = kinds if kinds is not None else backends()
@@ -630,6 +754,7 @@ def run(config: Config, kinds: Optional[dict[str, type[_socket.Socket]]] = None)
         figures += _run_p3(config, kinds, opened)
         figures += _run_p4_p5(config, kinds)
         figures += _run_p6(config, kinds, opened)
+        figures += _run_p8(config, kinds)
     finally:
         opened.close()
     return figures
@@ -638,7 +763,17 @@ def run(config: Config, kinds: Optional[dict[str, type[_socket.Socket]]] = None)
 def _value(figure: Figure) -> str:
     if figure.unit == "ns":
         return format_time(figure.udpio)
+    if figure.unit == "datagrams/s":
+        return f"{figure.udpio:,.0f}/s"
     return f"{figure.udpio:.2f} {figure.unit}"
+
+
+def _baseline(figure: Figure) -> str:
+    if figure.baseline is None:
+        return "-"
+    if figure.unit == "datagrams/s":
+        return f"{figure.baseline:,.0f}/s ({figure.baseline_name})"
+    return f"{format_time(figure.baseline)} ({figure.baseline_name})"
 
 
 def format_table(figures: list[Figure]) -> str:
@@ -646,9 +781,10 @@ def format_table(figures: list[Figure]) -> str:
     header = ("rule", "figure", "backend", "udpio", "baseline", "ratio", "target", "met")
     rows = [header]
     for f in figures:
-        base = "-" if f.baseline is None else f"{format_time(f.baseline)} ({f.baseline_name})"
+        base = _baseline(f)
         ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
-        rows.append((f.rule, f.what, f.backend, _value(f), base, ratio, f.target, "yes" if f.met else "NO"))
+        met = "-" if f.met is None else "yes" if f.met else "NO"
+        rows.append((f.rule, f.what, f.backend, _value(f), base, ratio, f.target, met))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows

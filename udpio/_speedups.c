@@ -29,6 +29,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#ifdef __linux__
+#include <netinet/udp.h>
+#endif
 #include <time.h>
 
 typedef struct {
@@ -393,6 +396,7 @@ typedef struct {
     char closed;
     char recv_exit_releases;
     char send_exit_releases;
+    char gso_off; /* the kernel refused UDP GSO once: sendmmsg from then on */
     RoleObject *reader;
     RoleObject *writer;
     PyObject *pool;
@@ -666,6 +670,8 @@ static PyMemberDef Core_members[] = {
     {"_closed", T_BOOL, offsetof(CoreObject, closed), 0, NULL},
     {"_recv_exit_releases", T_BOOL, offsetof(CoreObject, recv_exit_releases), 0, NULL},
     {"_send_exit_releases", T_BOOL, offsetof(CoreObject, send_exit_releases), 0, NULL},
+    {"_gso_off", T_BOOL, offsetof(CoreObject, gso_off), READONLY,
+     "Whether the kernel refused UDP GSO for this socket (send_batch then uses sendmmsg)."},
     {"_pool", T_OBJECT, offsetof(CoreObject, pool), 0, NULL},
     {NULL},
 };
@@ -1328,6 +1334,58 @@ Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 #define SEND_MANY 64
 
 #ifdef __linux__
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, kernel 4.18 */
+#endif
+
+/* How many of the k views UDP GSO can carry in one sendmsg: every one but
+ * the last of the same nonzero size, the last no bigger, and the whole
+ * within one UDP payload. 0 or 1: not worth it. */
+static Py_ssize_t
+gso_run(const Py_buffer *views, Py_ssize_t k)
+{
+    if (k < 2 || views[0].len == 0) {
+        return 0;
+    }
+    Py_ssize_t size = views[0].len, total = 0, n = 0;
+    while (n < k && views[n].len <= size && total + views[n].len <= 65507 - 8) {
+        total += views[n].len;
+        n++;
+        if (views[n - 1].len < size) {
+            break; /* a shorter one can only be the last */
+        }
+    }
+    return n;
+}
+
+/* One sendmsg with UDP_SEGMENT: the kernel cuts the iovecs' bytes into
+ * datagrams of gso_size (B3). No copy: the iovecs point at the frames. */
+static int
+send_gso(int fd, struct iovec *iov, Py_ssize_t n, struct sockaddr_storage *sa, socklen_t sa_len,
+         uint16_t gso_size, int *err)
+{
+    char control[CMSG_SPACE(sizeof(uint16_t))];
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    memset(control, 0, sizeof(control));
+    msg.msg_name = sa;
+    msg.msg_namelen = sa_len;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+    ssize_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = sendmsg(fd, &msg, 0);
+    *err = errno;
+    Py_END_ALLOW_THREADS
+    return r < 0 ? -1 : (int)n;
+}
 /* Sends frames[start:start + k] in one sendmmsg and returns how many went
  * out (B3). Anything but the plain case (a list or tuple of C-contiguous
  * buffers to a numeric address tuple) goes to the Python twin, which sends
@@ -1362,7 +1420,15 @@ send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst)
         msgs[got].msg_hdr.msg_iovlen = 1;
     }
     int n = -1, err = 0, fd = self->fd;
-    if (got > 0) {
+    Py_ssize_t run = self->gso_off ? 0 : gso_run(views, got);
+    if (run >= 2) {
+        n = send_gso(fd, iov, run, &sa, sa_len, (uint16_t)views[0].len, &err);
+        if (n < 0 && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP)) {
+            self->gso_off = 1; /* no GSO here (kernel, device or size): as quic-go and curl do */
+            run = 0;
+        }
+    }
+    if (run < 2 && got > 0) {
         Py_BEGIN_ALLOW_THREADS
         n = sendmmsg(fd, msgs, (unsigned int)got, 0);
         err = errno;

@@ -220,3 +220,22 @@ def test_b1_r4_an_export_of_the_whole_buffer_keeps_its_bytes() -> None:
             tx.send(_numbered(seq, 64), dst)
             rx.recv(timeout=HANG)
         assert bytes(whole[:14]) == b"first datagram"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "why"),
+    [
+        ([100] * 199 + [50], "equal sizes, a shorter last one: UDP GSO natively"),
+        ([2000] * 40, "more than one UDP payload's worth: GSO runs split at 65,507 bytes"),
+        ([64, 64, 128, 64, 0, 64, 64], "a longer one and an empty one break the runs"),
+    ],
+    ids=["gso", "gso-split", "mixed"],
+)
+def test_b3_b4_every_datagram_arrives_whole_whatever_the_batch_shape(sizes: list[int], why: str) -> None:
+    frames = [_numbered(seq, size) for seq, size in enumerate(sizes)]
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        assert tx.send_batch(frames, dst) == len(frames), why
+        for expected in frames:
+            assert bytes(rx.recv(timeout=HANG)[0]) == expected, why
+        with pytest.raises(TimeoutError):
+            rx.recv(timeout=0)

@@ -314,16 +314,21 @@ def test_cli_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path
     figures = _bench.run(tiny, kinds)
     # Every rule, for every backend this install has, side by side.
     assert {(f.rule, f.backend) for f in figures} == {
-        (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6") for name in kinds
+        (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8") for name in kinds
     }
     for figure in figures:
         assert figure.udpio >= 0
-        if figure.limit is not None:
+        if figure.limit is not None and figure.rule != "P8":
             assert figure.ratio is not None and figure.baseline is not None
             # The verdict is the printed (rounded) ratio against the limit.
             assert figure.ratio == round(figure.udpio / figure.baseline, 2)
             assert figure.met == (figure.ratio <= figure.limit)
             assert figure.target == f"<= {figure.limit:.2f}x"
+        elif figure.limit is not None:  # P8 is a throughput: more is better
+            assert figure.ratio is not None
+            assert figure.met == (figure.ratio >= figure.limit)
+        elif figure.baseline is not None:  # no target for this backend
+            assert figure.met is None and figure.target == "-"
     table = _bench.format_table(figures)
     assert table.count("\n") == len(figures) + 1
     for word in ("rule", "backend", "udpio", "baseline", "ratio", "target", "met"):
@@ -372,7 +377,7 @@ def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
     document = json.loads(out.read_text())
     assert document["environment"]["python"] == sys.version.split()[0]
     rules = [figure["rule"] for figure in document["figures"]]
-    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6"}
+    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"}
     for figure in document["figures"]:
         if figure["baseline"]:
             assert figure["ratio"] == round(figure["udpio"] / figure["baseline"], 2)

@@ -90,3 +90,16 @@ def test_n1_reader_state_cannot_be_pulled_from_under_a_recv(backend: str) -> Non
         finally:
             sock._reader.release()
         sock._frame = None  # allowed when no recv runs
+
+
+def test_n1_b3_loopback_takes_udp_gso_for_equal_sized_batches(backend: str) -> None:
+    if backend != "native":
+        pytest.skip("UDP GSO is the native backend's; the pure send_batch is a loop of sendto")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("UDP GSO is Linux's")
+    with udpio.listen("127.0.0.1:0", rcvbuf=1 << 22) as rx, udpio.listen("127.0.0.1:0") as tx:
+        dst = rx.local_addr()
+        assert dst is not None
+        assert tx.send_batch([b"g" * 100] * 20, dst) == 20
+        assert tx._gso_off is False  # type: ignore[attr-defined]  # the kernel took the GSO send
+        assert [len(rx.recv(timeout=HANG)[0]) for _ in range(20)] == [100] * 20
