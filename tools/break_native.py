@@ -74,6 +74,10 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (n >= 0) {\n        return PyLong_FromLong(n);",
         "    if (n >= 0) {\n        return PyLong_FromLong(n + 1);",
     ),
+    "B3 GSO takes an empty datagram into a run": (
+        "views[n].len > 0 && views[n].len <= size",
+        "views[n].len <= size",
+    ),
     "dst cache never invalidated": (
         "    if (dst != self->dst) {\n        if (!parse",
         "    if (self->dst == NULL) {\n        if (!parse",

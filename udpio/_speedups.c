@@ -1339,8 +1339,9 @@ Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 #endif
 
 /* How many of the k views UDP GSO can carry in one sendmsg: every one but
- * the last of the same nonzero size, the last no bigger, and the whole
- * within one UDP payload. 0 or 1: not worth it. */
+ * the last of the same size, the last no bigger but not empty (the kernel
+ * cuts bytes, so an empty datagram would vanish into the run), and the
+ * whole within one UDP payload. 0 or 1: not worth it. */
 static Py_ssize_t
 gso_run(const Py_buffer *views, Py_ssize_t k)
 {
@@ -1348,7 +1349,7 @@ gso_run(const Py_buffer *views, Py_ssize_t k)
         return 0;
     }
     Py_ssize_t size = views[0].len, total = 0, n = 0;
-    while (n < k && views[n].len <= size && total + views[n].len <= 65507 - 8) {
+    while (n < k && views[n].len > 0 && views[n].len <= size && total + views[n].len <= 65507 - 8) {
         total += views[n].len;
         n++;
         if (views[n - 1].len < size) {

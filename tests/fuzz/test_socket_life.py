@@ -1,4 +1,4 @@
-"""The Socket's whole life as a state machine: C1, C3, R3-R6, S1, F1 against a model.
+"""The Socket's whole life as a state machine: C1, C3, R3-R6, S1, B1-B3, F1 against a model.
 
 The model says what must be queued and what each call must return or
 raise; invariants after every step check descriptors, the pool and every
@@ -24,6 +24,8 @@ import udpio
 from tests.helpers import HANG, descriptors_closed, fd_count, join, run_in_thread, wait_blocked
 
 payloads = st.binary(min_size=0, max_size=2048) | st.sampled_from([b"", b"x" * 65507])
+#: Small enough that a burst or batch never overflows a socket buffer on loopback.
+small_payloads = st.binary(min_size=0, max_size=512)
 
 
 class SocketLife(RuleBasedStateMachine):
@@ -65,6 +67,26 @@ class SocketLife(RuleBasedStateMachine):
         assert self.sock.send(data, self.peer.getsockname()) == len(data)  # S1
         got, src = self.peer.recvfrom(65536)
         assert got == data and src == self.addr
+
+    @rule(burst=st.lists(small_payloads, min_size=2, max_size=20))
+    def peer_sends_a_burst(self, burst: list[bytes]) -> None:
+        # Natively, one recv takes the burst into its batch (B1).
+        for data in burst:
+            self.peer.sendto(data, self.addr)
+            if not self.closed:
+                self.queued.append(data)
+
+    @rule(batch=st.lists(small_payloads, max_size=20))
+    def socket_sends_a_batch(self, batch: list[bytes]) -> None:
+        if self.closed:
+            with pytest.raises(udpio.ClosedError) as info:
+                self.sock.send_batch(batch, self.peer.getsockname())
+            assert info.value.sent == 0  # type: ignore[attr-defined]
+            return
+        assert self.sock.send_batch(batch, self.peer.getsockname()) == len(batch)  # B3
+        for data in batch:
+            got, src = self.peer.recvfrom(65536)
+            assert got == data and src == self.addr
 
     def _took_frame(self, frame: memoryview, expected: bytes) -> None:
         assert bytes(frame) == expected  # R1
@@ -206,7 +228,7 @@ class SocketLife(RuleBasedStateMachine):
         assert fd_count() == self.fds_before  # F1
 
 
-def test_c1_c3_r3_r4_r5_r6_s1_f1_socket_life_state_machine() -> None:
+def test_c1_c3_r3_r4_r5_r6_s1_b1_b2_b3_f1_socket_life_state_machine() -> None:
     # A plain test function rather than SocketLife.TestCase, so that it
     # runs once per backend like every other test.
     run_state_machine_as_test(SocketLife)  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer Hypothesis

@@ -228,8 +228,10 @@ def test_b1_r4_an_export_of_the_whole_buffer_keeps_its_bytes() -> None:
         ([100] * 199 + [50], "equal sizes, a shorter last one: UDP GSO natively"),
         ([2000] * 40, "more than one UDP payload's worth: GSO runs split at 65,507 bytes"),
         ([64, 64, 128, 64, 0, 64, 64], "a longer one and an empty one break the runs"),
+        ([1, 0], "an empty datagram after a run: its own datagram, not lost in the run"),
+        ([64, 64, 0, 0, 64], "empty ones in the middle of equal sizes"),
     ],
-    ids=["gso", "gso-split", "mixed"],
+    ids=["gso", "gso-split", "mixed", "empty-last", "empty-middle"],
 )
 def test_b3_b4_every_datagram_arrives_whole_whatever_the_batch_shape(sizes: list[int], why: str) -> None:
     frames = [_numbered(seq, size) for seq, size in enumerate(sizes)]
