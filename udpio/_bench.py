@@ -1,4 +1,4 @@
-"""``python -m udpio bench``: P1-P6 (docs/reference.md), each beside its standard-library baseline.
+"""``python -m udpio bench``: P1-P8 (docs/reference.md), each beside its standard-library baseline.
 
 Every figure is measured in this one run, on this machine, for every
 backend this install has, with the baseline and the backends interleaved

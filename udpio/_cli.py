@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     bench = commands.add_parser(
-        "bench", help="measure P1-P6 (docs/reference.md) for each backend, beside the standard library"
+        "bench", help="measure P1-P8 (docs/reference.md) for each backend, beside the standard library"
     )
     bench.add_argument(
         "--quick", action="store_true", help="fewer rounds: a few seconds (the full run takes about a minute)"

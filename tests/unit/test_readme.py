@@ -77,6 +77,7 @@ EXPECTED = {
     "client": sorted(f"b'n={n}'" for n in range(8)),
     "retain": ["[b'head0', b'head1', b'head2']"],
     "refused": ["connected: Connection refused", "unconnected: silence"],
+    "batch": ["True"],
 }
 
 
