@@ -255,10 +255,11 @@ class Socket:
     ) -> int:
         """Send each buffer in ``frames`` as one datagram to ``dst``, in order; return how many.
 
-        As many datagrams go per system call as the platform allows
-        (``sendmmsg`` on Linux with the native backend; one ``sendto`` each
-        otherwise). The batch holds the writer role throughout, so another
-        thread's ``send`` never lands in the middle of it. Every frame is
+        As many datagrams go per system call as the platform allows (with
+        the native backend on Linux: runs of equal-sized datagrams as one UDP
+        GSO send, the rest by ``sendmmsg``; one ``sendto`` each otherwise).
+        The batch holds the writer role throughout, so another thread's
+        ``send`` never lands in the middle of it. Every frame is
         checked before anything is sent. ``timeout`` bounds the whole batch,
         waits for buffer room included.
 
@@ -292,7 +293,7 @@ class Socket:
 
     def _send_some(self, frames: Sequence[ReadableBuffer], start: int, dst: Address) -> int:
         # Send frames[start] and return how many went out: one here; the
-        # native twin sends up to 64 per sendmmsg. Caller holds the writer role.
+        # native twin sends up to 64 (GSO or sendmmsg). Caller holds the writer role.
         self._sock.sendto(frames[start], dst)
         return 1
 
