@@ -116,6 +116,10 @@ LIMITS: dict[str, dict[str, float]] = {
 }
 
 
+#: Read buffers a Socket reads into, reused: one (pure), the batch's slots (native).
+READ_SLOTS = {"python": 1, "native": 16}
+
+
 def backends() -> dict[str, type[_socket.Socket]]:
     """The Socket class of every backend this install has, pure first."""
     found: dict[str, type[_socket.Socket]] = {"python": _socket.Socket}
@@ -699,9 +703,22 @@ def _run_p4_p5(config: Config, kinds: dict[str, type[_socket.Socket]]) -> list[F
         per_receive = alloc["growth_bytes"] / receives
         buffers = int(alloc["distinct_buffers"])
         what = f"traced memory growth over {int(receives):,} receives; read buffers used: {buffers}"
-        met = per_receive < 1.0 and buffers == 1
+        # Reused buffers, not one per datagram: the pure Socket reads into
+        # one, the native one into its batch's slots.
+        met = per_receive < 1.0 and buffers <= READ_SLOTS[name]
         figures.append(
-            Figure("P5", what, name, "B/receive", per_receive, None, "", "no growth, 1 buffer", None, met)
+            Figure(
+                "P5",
+                what,
+                name,
+                "B/receive",
+                per_receive,
+                None,
+                "",
+                f"no growth, <= {READ_SLOTS[name]} buffers",
+                None,
+                met,
+            )
         )
     return figures
 
