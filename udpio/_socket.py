@@ -237,7 +237,14 @@ class Socket:
         Thread-safe: any number of threads may send, also while another
         thread is in ``recv``.
         """
-        deadline = self._take_writer(timeout, "send")
+        # _take_writer and _give_writer, inlined: two method calls were 3-5%
+        # of a pure send on 3.10 (P2).
+        writer = self._writer
+        deadline = None
+        if timeout is None:
+            writer.acquire()
+        else:
+            deadline = self._take_writer(timeout, "send")
         try:
             if self._closed:
                 raise ClosedError()
@@ -248,7 +255,9 @@ class Socket:
             except (TypeError, ValueError, OverflowError, BufferError) as exc:
                 raise _bad_send_arguments(frame, dst, exc) from None
         finally:
-            self._give_writer()
+            if self._send_exit_releases:
+                self._release()
+            writer.release()
 
     def send_batch(
         self, frames: Iterable[ReadableBuffer], dst: Address, timeout: Optional[float] = None
