@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from udpio import _socket
 
-__all__ = ["BACKEND", "NATIVE_ERROR", "Socket", "native_socket"]
+__all__ = ["BACKEND", "Socket", "native_socket"]
 
 
 def _pure_forced() -> bool:
@@ -25,16 +25,16 @@ def native_socket() -> type[_socket.Socket]:
     return _native.Socket
 
 
-def _load() -> tuple[type[_socket.Socket], Literal["native", "python"], str]:
+def _load() -> tuple[type[_socket.Socket], Literal["native", "python"]]:
     if _pure_forced():
-        return _socket.Socket, "python", "UDPIO_NO_EXTENSIONS is set"
+        return _socket.Socket, "python"
     try:
-        return native_socket(), "native", ""
-    except ImportError as exc:
-        return _socket.Socket, "python", str(exc)
+        return native_socket(), "native"
+    except ImportError:
+        return _socket.Socket, "python"
 
 
-_SOCKET, BACKEND, NATIVE_ERROR = _load()
+_SOCKET, BACKEND = _load()
 
 if TYPE_CHECKING:
     Socket = _socket.Socket
