@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,3 +208,29 @@ def thread_cpu_seconds(thread: threading.Thread) -> float:
     """CPU time ``thread`` has used so far (Linux: its per-thread clock)."""
     assert thread.ident is not None
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+#: linux/udp.h: the socket module does not name these.
+UDP_SEGMENT = 103
+UDP_GRO = 104
+
+
+def send_joined(sender: socket.socket, payloads: list[bytes], dst: udpio.Address) -> None:
+    """Send ``payloads`` in one sendmsg with UDP GSO, as a GSO sender would.
+
+    The kernel cuts the bytes into one datagram per payload; on loopback it
+    hands them whole to a receiver that has UDP GRO on (one read), and one by
+    one to any other. Every payload but the last must have the same size;
+    the last may be shorter. Uses only the socket module, so it does not
+    depend on the send_batch under test.
+    """
+    size = len(payloads[0])
+    if not all(len(p) == size for p in payloads[:-1]) or not 0 < len(payloads[-1]) <= size:
+        raise ValueError("UDP GSO needs equal sizes, the last no longer and not empty")
+    cmsg = (socket.IPPROTO_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))
+    sender.sendmsg([b"".join(payloads)], [cmsg], 0, dst)
+
+
+def gro_is_on(sock: udpio.Socket) -> bool:
+    """Whether the kernel may join datagrams for ``sock`` (its UDP_GRO option)."""
+    return bool(sock.conn().getsockopt(socket.IPPROTO_UDP, UDP_GRO))

@@ -41,7 +41,7 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);",
         "    if (0) {\n        result = release_on_exit(self, result);",
     ),
-    "R1 stale length": ("    buf->length = q->length;", "    buf->length = q->length > 0 ? q->length : 1;"),
+    "R1 stale length": ("    buf->length = length;", "    buf->length = length > 0 ? length : 1;"),
     "S5 EAGAIN-like errors swallowed": (
         "    if (n == -2 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {",
         "    if (1) {",
@@ -77,6 +77,22 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "B3 GSO takes an empty datagram into a run": (
         "views[n].len > 0 && views[n].len <= size",
         "views[n].len <= size",
+    ),
+    "GRO a joined read handed out whole": (
+        "    if (q->segment > 0 && length > q->segment) {",
+        "    if (0) {",
+    ),
+    "GRO the segment size not read": (
+        "self->queue[i].segment = self->gro ? gro_segment(&msgs[i].msg_hdr) : 0;",
+        "self->queue[i].segment = 0;",
+    ),
+    "GRO every export from the start of the buffer": (
+        "self->data + self->offset, self->length",
+        "self->data, self->length",
+    ),
+    "GRO the last datagram of a read handed out twice": (
+        "    if (self->queue_offset >= q->length) {",
+        "    if (self->queue_offset > q->length) {",
     ),
     "dst cache never invalidated": (
         "    if (dst != self->dst) {\n        if (!parse",

@@ -31,10 +31,11 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Optional, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol
 
 from udpio._addresses import Address, format_address, resolve
 from udpio._errors import ClosedError, ConcurrentRecvError
+from udpio._gro import set_gro
 from udpio._pool import BUFFER_SIZE, BufferPool, shared_pool
 from udpio._wakeup import Wakeup
 
@@ -85,9 +86,11 @@ class Socket:
     context manager to close it on exit.
     """
 
-    # What a backend supplies: its role locks and its buffers. The native
-    # Socket (udpio._native) overrides these and recv/send.
+    # What a backend supplies: its role locks, its buffers and whether its
+    # recv splits what UDP GRO joins. The native Socket (udpio._native)
+    # overrides these and recv/send.
     _check_timeout = staticmethod(_check_timeout)
+    _SPLITS_GRO: ClassVar[bool] = False
 
     @staticmethod
     def _new_role() -> _Role:
@@ -117,6 +120,10 @@ class Socket:
                 wakeup.close()
             rsel.close()
             raise
+        # R1, B1: the kernel may join datagrams (UDP GRO) only for a recv
+        # that splits them again. This one reads one datagram per call, so
+        # GRO goes off, also on an adopted socket that had it on.
+        self._gro = set_gro(conn, self._SPLITS_GRO)
         self._sock: Final = conn
         self._pool: Final = _pool if _pool is not None else self._default_pool()
         self._rsel: Final = rsel

@@ -31,6 +31,12 @@
 #include <sys/un.h>
 #ifdef __linux__
 #include <netinet/udp.h>
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, kernel 4.18 */
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104 /* linux/udp.h, kernel 5.0 */
+#endif
 #endif
 #include <time.h>
 
@@ -61,7 +67,8 @@ typedef struct {
     PyObject_HEAD
     char *data;
     Py_ssize_t capacity;
-    Py_ssize_t length;  /* bytes of the current datagram: what an export sees */
+    Py_ssize_t offset;  /* where the current datagram starts (GRO: several share a buffer) */
+    Py_ssize_t length;  /* its bytes: what an export sees */
     Py_ssize_t exports; /* live exports; > 0 means "still viewed" (R4, R6) */
 } ReadBufferObject;
 
@@ -103,7 +110,8 @@ ReadBuffer_dealloc(ReadBufferObject *self)
 static int
 ReadBuffer_getbuffer(ReadBufferObject *self, Py_buffer *view, int flags)
 {
-    if (PyBuffer_FillInfo(view, (PyObject *)self, self->data, self->length, 1, flags) < 0) {
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->data + self->offset, self->length, 1,
+                          flags) < 0) {
         return -1;
     }
     self->exports++;
@@ -377,10 +385,13 @@ static PyType_Spec Role_spec = {
  * measurement: docs/benchmarks.md. */
 #define RECV_MANY 16
 
-/* A datagram taken from the kernel and not yet handed out. */
+/* What one recvmmsg entry put into a slot and recv has not handed out yet:
+ * one datagram, or with GRO several from one sender, each `segment` bytes
+ * but the last (0: one datagram of `length` bytes). */
 struct queued {
     int slot;
     Py_ssize_t length;
+    Py_ssize_t segment;
     socklen_t src_len;
     struct sockaddr_storage src;
 };
@@ -397,6 +408,7 @@ typedef struct {
     char recv_exit_releases;
     char send_exit_releases;
     char gso_off; /* the kernel refused UDP GSO once: sendmmsg from then on */
+    char gro;     /* UDP_GRO is on: a slot may hold several datagrams (B1) */
     RoleObject *reader;
     RoleObject *writer;
     PyObject *pool;
@@ -409,6 +421,7 @@ typedef struct {
     struct queued queue[RECV_MANY];
     int queue_head;
     int queue_len;
+    Py_ssize_t queue_offset; /* bytes of the head entry already handed out */
     int current;
     PyObject *frame;
     struct sockaddr_storage src; /* the last source address and its tuple */
@@ -635,6 +648,7 @@ Core_set_buf(CoreObject *self, PyObject *value, void *closure)
         Py_CLEAR(self->slots[i]);
     }
     self->queue_len = 0;
+    self->queue_offset = 0;
     self->current = -1;
     return 0;
 }
@@ -657,7 +671,34 @@ Core_set_frame(CoreObject *self, PyObject *value, void *closure)
     return 0;
 }
 
+static PyObject *
+Core_get_gro(CoreObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->gro);
+}
+
+/* Set by Socket.__init__ to whether the kernel took UDP_GRO: from then on
+ * recv splits what the kernel joined (B1). Not while a recv runs, which
+ * reads it. */
+static int
+Core_set_gro(CoreObject *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL || !PyBool_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "udpio: _gro must be a bool");
+        return -1;
+    }
+    if (self->reader != NULL && self->reader->count > 0) {
+        PyErr_SetString(PyExc_AttributeError, "udpio: _gro is in use by a recv");
+        return -1;
+    }
+    self->gro = value == Py_True;
+    return 0;
+}
+
 static PyGetSetDef Core_getset[] = {
+    {"_gro", (getter)Core_get_gro, (setter)Core_set_gro, NULL, NULL},
     {"_sock", (getter)Core_get_sock, (setter)Core_set_sock, NULL, NULL},
     {"_reader", (getter)Core_get_reader, (setter)Core_set_reader, NULL, NULL},
     {"_writer", (getter)Core_get_writer, (setter)Core_set_writer, NULL, NULL},
@@ -1006,6 +1047,7 @@ return_slots(CoreObject *self)
 {
     int failed = 0;
     self->queue_len = 0;
+    self->queue_offset = 0;
     self->current = -1;
     for (int i = 0; i < RECV_MANY; i++) {
         ReadBufferObject *buf = self->slots[i];
@@ -1030,6 +1072,24 @@ closed_error(CoreObject *self)
     return NULL;
 }
 
+#ifdef __linux__
+/* With UDP_GRO on, the kernel may hand over several datagrams from one
+ * sender as one message, all of the size this control message gives but
+ * the last, which may be shorter. 0: the message is one datagram. */
+static Py_ssize_t
+gro_segment(struct msghdr *msg)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+            int size;
+            memcpy(&size, CMSG_DATA(cm), sizeof(size));
+            return size > 0 ? (Py_ssize_t)size : 0;
+        }
+    }
+    return 0;
+}
+#endif
+
 /* Take up to RECV_MANY datagrams the kernel already holds, in one nonblocking
  * recvmmsg with the GIL released (B1, N5), into the queue. Returns how many,
  * or -1 with *err set. A kernel error after the first datagram stays
@@ -1041,6 +1101,10 @@ recv_batch(CoreObject *self, int *err)
 #ifdef __linux__
     struct mmsghdr msgs[RECV_MANY];
     struct iovec iov[RECV_MANY];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))]; /* the kernel puts UDP_GRO's first */
+        struct cmsghdr align;
+    } control[RECV_MANY];
     memset(msgs, 0, sizeof(msgs));
     for (int i = 0; i < RECV_MANY; i++) {
         iov[i].iov_base = self->slots[i]->data;
@@ -1049,6 +1113,10 @@ recv_batch(CoreObject *self, int *err)
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &self->queue[i].src;
         msgs[i].msg_hdr.msg_namelen = sizeof(self->queue[i].src);
+        if (self->gro) {
+            msgs[i].msg_hdr.msg_control = control[i].buf;
+            msgs[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
+        }
     }
     Py_BEGIN_ALLOW_THREADS
     n = recvmmsg(fd, msgs, RECV_MANY, 0, NULL);
@@ -1057,6 +1125,7 @@ recv_batch(CoreObject *self, int *err)
     for (int i = 0; i < n; i++) {
         self->queue[i].slot = i;
         self->queue[i].length = (Py_ssize_t)msgs[i].msg_len;
+        self->queue[i].segment = self->gro ? gro_segment(&msgs[i].msg_hdr) : 0;
         self->queue[i].src_len = msgs[i].msg_hdr.msg_namelen;
     }
 #else /* one datagram per call where there is no recvmmsg */
@@ -1070,27 +1139,35 @@ recv_batch(CoreObject *self, int *err)
     n = got < 0 ? -1 : 1;
     self->queue[0].slot = 0;
     self->queue[0].length = (Py_ssize_t)got;
+    self->queue[0].segment = 0;
     self->queue[0].src_len = len;
 #endif
     if (n > 0) {
         self->queue_head = 0;
-        self->queue_len = n;
+        self->queue_len = n; /* queue_offset is 0: the last head left with its last datagram */
     }
     return n;
 }
 
 /* Hand out the oldest queued datagram: a read-only memoryview of exactly its
- * bytes (R1, R2), and its sender. */
+ * bytes (R1, R2), and its sender. With GRO the head entry may hold several;
+ * each gets its own view at its own offset, and the entry leaves the queue
+ * with its last datagram. */
 static PyObject *
 hand_out(CoreObject *self)
 {
     struct queued *q = &self->queue[self->queue_head];
+    Py_ssize_t length = q->length - self->queue_offset;
+    if (q->segment > 0 && length > q->segment) {
+        length = q->segment;
+    }
     PyObject *addr = source_address(self, &q->src, q->src_len);
     if (addr == NULL) {
         return NULL;
     }
     ReadBufferObject *buf = self->slots[q->slot];
-    buf->length = q->length;
+    buf->offset = self->queue_offset;
+    buf->length = length;
     PyObject *frame = PyMemoryView_FromObject((PyObject *)buf);
     if (frame == NULL) {
         Py_DECREF(addr);
@@ -1103,8 +1180,12 @@ hand_out(CoreObject *self)
         return NULL;
     }
     self->current = q->slot;
-    self->queue_head++;
-    self->queue_len--;
+    self->queue_offset += length;
+    if (self->queue_offset >= q->length) {
+        self->queue_head++;
+        self->queue_len--;
+        self->queue_offset = 0;
+    }
     self->frame = Py_NewRef(frame);
     PyTuple_SET_ITEM(result, 0, frame);
     PyTuple_SET_ITEM(result, 1, addr);
@@ -1334,10 +1415,6 @@ Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 #define SEND_MANY 64
 
 #ifdef __linux__
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103 /* linux/udp.h, kernel 4.18 */
-#endif
-
 /* How many of the k views UDP GSO can carry in one sendmsg: every one but
  * the last of the same size, the last no bigger but not empty (the kernel
  * cuts bytes, so an empty datagram would vanish into the run), and the
@@ -1588,6 +1665,14 @@ udpio_exec(PyObject *module)
     if (add_type(module, &ReadBuffer_spec, &st->ReadBuffer_Type) < 0 ||
         add_type(module, &Role_spec, &st->Role_Type) < 0 ||
         add_type(module, &Core_spec, &st->Core_Type) < 0) {
+        return -1;
+    }
+#ifdef __linux__
+    int splits_gro = 1; /* recv_batch reads UDP_GRO's control message */
+#else
+    int splits_gro = 0; /* one recvfrom per datagram: GRO must stay off */
+#endif
+    if (PyModule_AddObjectRef(module, "SPLITS_GRO", splits_gro ? Py_True : Py_False) < 0) {
         return -1;
     }
     st->memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");

@@ -4,6 +4,8 @@ from typing import Any, Optional
 
 from udpio._addresses import Address
 
+SPLITS_GRO: bool
+
 class ReadBuffer:
     """A pool buffer whose exports are read-only views of its current datagram."""
 
@@ -34,7 +36,7 @@ class Core:
     """The native hot path of udpio.Socket; a base class of udpio._native.Socket."""
 
     # Also the attributes _sock, _reader, _writer, _pool, _buf, _frame,
-    # _closed, _recv_exit_releases and _send_exit_releases, typed where
+    # _gro, _closed, _recv_exit_releases and _send_exit_releases, typed where
     # udpio._socket.Socket declares them.
     def recv(self, timeout: Optional[float] = None) -> tuple[memoryview, Address]: ...
     def send(self, frame: Any, dst: Address, timeout: Optional[float] = None) -> int: ...
