@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import udpio
-from tests.helpers import HANG
+from tests.helpers import HANG, send_joined
 from udpio._pool import BufferPool
 
 MAX_V4 = 65507
@@ -47,11 +48,53 @@ class Harness:
     peer: socket.socket
     pool: BufferPool[Any]
     kept: list[Kept] = field(default_factory=list)
+    # The last frame received, whether the caller exported it, and its bytes.
+    previous: memoryview | None = None
+    previous_exported: bool = False
+    previous_bytes: bytes = b""
 
     def check_kept(self) -> None:
         for item in self.kept:
             view = item.obj if isinstance(item.obj, memoryview) else memoryview(item.obj)  # type: ignore[arg-type]
             assert bytes(view) == item.expected, f"R4: a retained {item.what} was overwritten"
+
+    def receive_and_check(self, data: bytes, behaviour: str) -> None:
+        """Receive the datagram ``data``, check R1-R4 and R6, then do ``behaviour`` with it."""
+        size = len(data)
+        frame, _ = self.rx.recv(timeout=HANG)
+
+        # R1: exactly the payload; R2: read-only 1-D contiguous bytes.
+        assert len(frame) == size
+        assert bytes(frame) == data
+        assert frame.readonly and frame.ndim == 1 and frame.format == "B" and frame.c_contiguous
+
+        # R3: touching the previous frame fails now, unless the caller exported it.
+        if self.previous is not None:
+            if self.previous_exported:
+                assert bytes(self.previous) == self.previous_bytes, "R3: an exported frame changed"
+            else:
+                try:
+                    bytes(self.previous)
+                except ValueError:
+                    pass
+                else:
+                    raise AssertionError("R3: the previous frame is still readable after recv")
+        self.check_kept()
+        self.check_pool()
+
+        self.previous, self.previous_exported, self.previous_bytes = frame, False, data
+        if behaviour == "copy":
+            self.kept.append(Kept("copy", bytes(frame), data))
+        elif behaviour == "slice" and size:
+            lo, hi = size // 3, max(size // 3 + 1, 2 * size // 3)
+            self.kept.append(Kept("slice", frame[lo:hi], data[lo:hi]))
+        elif behaviour == "view":
+            self.kept.append(Kept("memoryview(frame)", memoryview(frame), data))
+        elif behaviour == "export":
+            self.kept.append(Kept("buffer export", pickle.PickleBuffer(frame), data))
+            self.previous_exported = True
+        elif behaviour == "let_go" and self.kept:
+            self.kept.pop(0)  # the caller lets go of its oldest retained bytes
 
     def check_pool(self) -> None:
         idle = list(self.pool._idle)
@@ -91,9 +134,6 @@ def test_r1_r2_r3_r4_r6_b1_frames_over_arbitrary_sizes_and_behaviours(
     with harness() as h:
         dst = h.rx.local_addr()
         assert dst is not None
-        previous: memoryview | None = None
-        previous_exported = False
-        previous_bytes = b""
         if arrival == "burst":
             for seed, (size, _) in enumerate(steps):
                 h.peer.sendto(payload(size, seed), dst)
@@ -101,41 +141,46 @@ def test_r1_r2_r3_r4_r6_b1_frames_over_arbitrary_sizes_and_behaviours(
             data = payload(size, seed)
             if arrival == "one by one":
                 h.peer.sendto(data, dst)
-            frame, _ = h.rx.recv(timeout=HANG)
-
-            # R1: exactly the payload; R2: read-only 1-D contiguous bytes.
-            assert len(frame) == size
-            assert bytes(frame) == data
-            assert frame.readonly and frame.ndim == 1 and frame.format == "B" and frame.c_contiguous
-
-            # R3: touching the previous frame fails now, unless the caller exported it.
-            if previous is not None:
-                if previous_exported:
-                    assert bytes(previous) == previous_bytes, "R3: an exported frame changed"
-                else:
-                    try:
-                        bytes(previous)
-                    except ValueError:
-                        pass
-                    else:
-                        raise AssertionError("R3: the previous frame is still readable after recv")
-            h.check_kept()
-            h.check_pool()
-
-            previous, previous_exported, previous_bytes = frame, False, data
-            if behaviour == "copy":
-                h.kept.append(Kept("copy", bytes(frame), data))
-            elif behaviour == "slice" and size:
-                lo, hi = size // 3, max(size // 3 + 1, 2 * size // 3)
-                h.kept.append(Kept("slice", frame[lo:hi], data[lo:hi]))
-            elif behaviour == "view":
-                h.kept.append(Kept("memoryview(frame)", memoryview(frame), data))
-            elif behaviour == "export":
-                h.kept.append(Kept("buffer export", pickle.PickleBuffer(frame), data))
-                previous_exported = True
-            elif behaviour == "let_go" and h.kept:
-                h.kept.pop(0)  # the caller lets go of its oldest retained bytes
+            h.receive_and_check(data, behaviour)
         h.check_kept()
+
+
+#: A run a GSO sender sends in one call: segment size, datagrams, the last one's size.
+runs = st.integers(1, 4000).flatmap(
+    lambda size: st.tuples(st.just(size), st.integers(1, min(40, 60000 // size)), st.integers(1, size))
+)
+
+
+@given(
+    shape=st.lists(runs, min_size=1, max_size=4),
+    arrival=st.sampled_from(["run by run", "burst"]),
+    data=st.data(),
+)
+def test_r1_r2_r3_r4_r6_b1_joined_reads_split_into_exact_frames(
+    shape: list[tuple[int, int, int]], arrival: str, data: st.DataObject
+) -> None:
+    # Each run goes out in one UDP GSO send. The native Socket has UDP GRO
+    # on, so the kernel hands it over as one read, which recv splits; the
+    # pure one reads the datagrams one by one. Per frame the rules are those
+    # of every other datagram, whatever the caller keeps between receives.
+    with harness() as h:
+        dst = h.rx.local_addr()
+        assert dst is not None
+        sent: list[list[bytes]] = []
+        for size, count, last in shape:
+            seed = sum(len(run) for run in sent)
+            sent.append([payload(size if i < count - 1 else last, seed + i) for i in range(count)])
+        if arrival == "burst":
+            for run in sent:
+                send_joined(h.peer, run, dst)
+        for run in sent:
+            if arrival == "run by run":
+                send_joined(h.peer, run, dst)
+            for expected in run:
+                h.receive_and_check(expected, data.draw(behaviours))
+        h.check_kept()
+        with pytest.raises(TimeoutError):
+            h.rx.recv(timeout=0)  # one frame per datagram, no more
 
 
 @given(sizes=st.lists(sizes, min_size=2, max_size=10))
