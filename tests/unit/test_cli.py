@@ -312,10 +312,12 @@ def test_cli_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path
     tiny = _bench.Config(rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000)
     kinds = _bench.backends()
     figures = _bench.run(tiny, kinds)
-    # Every rule, for every backend this install has, side by side.
+    # Every rule, for every backend this install has, side by side; P8 also
+    # natively without GRO, to show what it adds.
+    gro_off = {("P8", "native, GRO off")} if "native" in kinds else set()
     assert {(f.rule, f.backend) for f in figures} == {
         (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8") for name in kinds
-    }
+    } | gro_off
     for figure in figures:
         assert figure.udpio >= 0
         if figure.limit is not None and figure.rule != "P8":
