@@ -456,7 +456,9 @@ class Socket:
         """The underlying ``socket.socket`` (the very one given to ``wrap_conn``).
 
         An escape hatch: using it bypasses every rule of this class. After
-        ``close()`` it is closed. Thread-safe.
+        ``close()`` it is closed. Thread-safe. Reading from it directly
+        misses the datagrams the Socket already took (B2) and, on the
+        native backend, may return several datagrams joined by UDP GRO.
         """
         return self._sock
 
