@@ -14,11 +14,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 import udpio
 from tests.helpers import HANG, UDP_GRO, gro_is_on, send_joined
+from udpio._gro import set_gro
 
 RCVBUF = 8 << 20
 
@@ -120,6 +122,7 @@ def test_b1_gro_joined_datagrams_share_one_read_natively() -> None:
         for _ in range(20):
             frame, _ = rx.recv(timeout=HANG)
             buffers.add(id(frame.obj))
+        assert rx._gro is gro_is_on(rx)  # what recv believes is what the kernel does
         if udpio.BACKEND == "python":
             assert not gro_is_on(rx)
         elif not _kernel_has_gro():
@@ -184,9 +187,26 @@ def test_b1_r1_gro_an_adopted_socket_with_gro_on_still_gives_one_datagram_per_fr
         pytest.skip(f"this kernel has no UDP GRO: {exc}")
     with udpio.wrap_conn(conn) as rx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         assert gro_is_on(rx) is (udpio.BACKEND == "native")
+        assert rx._gro is gro_is_on(rx)
         sent = _joined(0, 500, 9, 77)
         try:
             send_joined(tx, sent, conn.getsockname())
         except OSError as exc:
             pytest.skip(f"this kernel has no UDP GSO: {exc}")
         assert [data for data, _ in _receive(rx, 9)] == sent
+
+
+def test_b1_gro_stays_off_where_the_socket_has_no_such_option(tmp_path: Path) -> None:
+    # set_gro never raises: a socket (or kernel) without UDP GRO keeps
+    # reading one datagram at a time, which every backend can handle.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unix:
+        unix.bind(str(tmp_path / "sock"))
+        assert set_gro(unix, True) is False
+        assert set_gro(unix, False) is False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        if not _kernel_has_gro():
+            pytest.skip("this kernel has no UDP GRO")
+        assert set_gro(udp, True) is True
+        assert udp.getsockopt(socket.IPPROTO_UDP, UDP_GRO) == 1
+        assert set_gro(udp, False) is False
+        assert udp.getsockopt(socket.IPPROTO_UDP, UDP_GRO) == 0
