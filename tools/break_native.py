@@ -13,6 +13,7 @@ docs/testing.md lists what each mutant looked like when it was caught.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,12 @@ def _run_native_tests() -> tuple[int, list[str]]:
         timeout=1800,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    if result.returncode != 0 and not lines:
+        # No summary: the watchdog ended the run (a hang, or a long shrink);
+        # its stack dump names the test that was running.
+        running = re.findall(r'File ".*?(tests/\S+\.py)", line \d+ in (test_\w+)', result.stderr)
+        where = "::".join(running[-1]) if running else "unknown test"
+        lines = [f"watchdog: stopped in {where}"]
     return result.returncode, lines
 
 
