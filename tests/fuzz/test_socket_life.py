@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 )
 
 import udpio
-from tests.helpers import HANG, descriptors_closed, fd_count, join, run_in_thread, wait_blocked
+from tests.helpers import HANG, descriptors_closed, fd_count, join, run_in_thread, send_joined, wait_blocked
 
 payloads = st.binary(min_size=0, max_size=2048) | st.sampled_from([b"", b"x" * 65507])
 #: Small enough that a burst or batch never overflows a socket buffer on loopback.
@@ -75,6 +75,20 @@ class SocketLife(RuleBasedStateMachine):
             self.peer.sendto(data, self.addr)
             if not self.closed:
                 self.queued.append(data)
+
+    @rule(
+        run=st.integers(1, 512).flatmap(
+            lambda size: st.tuples(st.just(size), st.integers(2, 20), st.integers(1, size))
+        ),
+        seed=st.integers(0, 255),
+    )
+    def peer_sends_a_joined_run(self, run: tuple[int, int, int], seed: int) -> None:
+        # One UDP GSO send: natively (GRO on) one read that recv splits (B1).
+        size, count, last = run
+        datagrams = [bytes([(seed + i) & 0xFF]) * (size if i < count - 1 else last) for i in range(count)]
+        send_joined(self.peer, datagrams, self.addr)
+        if not self.closed:
+            self.queued += datagrams
 
     @rule(batch=st.lists(small_payloads, max_size=20))
     def socket_sends_a_batch(self, batch: list[bytes]) -> None:
