@@ -61,8 +61,10 @@ def listen(
 def wrap_conn(conn: socket.socket) -> Socket:
     """Adopt an existing UDP socket (IPv4 or IPv6, bound or not) as a Socket.
 
-    On success the Socket owns ``conn``: it makes it nonblocking and
-    ``close()`` closes it; do not close it yourself.
+    On success the Socket owns ``conn``: it makes it nonblocking, turns
+    its UDP GRO option on where ``recv`` splits joined reads (the native
+    backend on Linux) and off elsewhere, and ``close()`` closes it; do not
+    close it yourself.
 
     Raises ``TypeError`` for something that is not a ``socket.socket`` and
     ``ValueError`` for a closed, non-UDP or non-IP socket; then ``conn`` is
