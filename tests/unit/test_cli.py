@@ -308,16 +308,35 @@ def test_cli_bench_help_names_its_options() -> None:
     assert "--quick" in result.stdout and "--json" in result.stdout
 
 
-def test_cli_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path) -> None:
+def test_p1_p2_p3_p4_p5_p6_p7_p8_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path) -> None:
+    # No test asserts a speed: this one pins that the benchmark measures what
+    # each P rule names, for each backend, against its baseline and target.
     tiny = _bench.Config(rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000)
     kinds = _bench.backends()
     figures = _bench.run(tiny, kinds)
-    # Every rule, for every backend this install has, side by side; P8 also
-    # natively without GRO, to show what it adds.
-    gro_off = {("P8", "native, GRO off")} if "native" in kinds else set()
-    assert {(f.rule, f.backend) for f in figures} == {
+    rows = {(f.rule, f.backend) for f in figures}
+    assert rows == {
         (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8") for name in kinds
-    } | gro_off
+    } | ({("P8", "native, GRO off")} if "native" in kinds else set())
+    by_rule = {rule: [f for f in figures if f.rule == rule] for rule in ("P1", "P2", "P3", "P6", "P7", "P8")}
+    for rule in ("P1", "P2", "P3"):  # one row per backend, each held to its limit
+        assert {f.backend: f.limit for f in by_rule[rule]} == {n: _bench.LIMITS[rule][n] for n in kinds}
+    # P6: both allocator states, every backend, each held to 3x fewer ns.
+    states = [(state, f.backend) for f in by_rule["P6"] for state in _bench._P6_STATES if state in f.what]
+    assert sorted(states) == sorted((state, n) for state in _bench._P6_STATES for n in kinds)
+    assert all(f.limit == 0.33 for f in by_rule["P6"])
+    if "native" in kinds:
+        # P7 natively: GSO (0.25x, or 0.5x where the kernel refused GSO),
+        # sendmmsg (0.5x), and to a GRO receiver (no target).
+        native7 = {f.what: f.limit for f in by_rule["P7"] if f.backend == "native"}
+        assert len(native7) == 3
+        assert native7["send_batch, 63/64 B, no GSO run (sendmmsg)"] == 0.5
+        assert native7["send_batch, 64 B, to a udpio receiver (GRO)"] is None
+        assert native7.get("send_batch, 64 B, per datagram (GSO)", 0.25) == 0.25
+        assert {f.backend: f.limit for f in by_rule["P8"]} == {
+            **{n: _bench.LIMITS["P8"].get(n) for n in kinds},
+            "native, GRO off": None,
+        }
     for figure in figures:
         assert figure.udpio >= 0
         if figure.limit is not None and figure.rule != "P8":
@@ -327,10 +346,12 @@ def test_cli_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path
             assert figure.met == (figure.ratio <= figure.limit)
             assert figure.target == f"<= {figure.limit:.2f}x"
         elif figure.limit is not None:  # P8 is a throughput: more is better
-            assert figure.ratio is not None
+            assert figure.ratio is not None and figure.udpio > 0
             assert figure.met == (figure.ratio >= figure.limit)
         elif figure.baseline is not None:  # no target for this backend
             assert figure.met is None and figure.target == "-"
+    p4 = [f for f in figures if f.rule == "P4"]
+    assert all(f.target == "p99 < 1 ms" and "p99 of 10 wake-ups" in f.what for f in p4)
     table = _bench.format_table(figures)
     assert table.count("\n") == len(figures) + 1
     for word in ("rule", "backend", "udpio", "baseline", "ratio", "target", "met"):

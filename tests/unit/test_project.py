@@ -1,0 +1,117 @@
+"""D1-D3: the users' documentation and the package's metadata say what the project does.
+
+These read the repository's own files (docs/, README.md, tox.ini,
+pyproject.toml, LICENSE), so they run from a checkout; where one is not
+there (an installed copy of the tests), they skip saying so.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from udpio import _bench
+
+ROOT = Path(__file__).resolve().parents[2]
+RULE_ID = re.compile(r"\b([ABCDFLNPRSW][1-9][0-9]?)\b")
+TOX_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _read(relative: str) -> str:
+    path = ROOT / relative
+    if not path.is_file():
+        pytest.skip(f"{relative} is not here: the tests run outside a checkout")
+    return path.read_text(encoding="utf-8")
+
+
+def _defined_ids() -> set[str]:
+    return set(re.findall(r"\*\*([A-Z][0-9]+)\*\*", _read("docs/reference.md")))
+
+
+def _ids_in_test_names() -> set[str]:
+    found = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        for name in re.findall(r"def (test_\w+)", path.read_text(encoding="utf-8")):
+            found |= {
+                part.upper() for part in name.split("_") if re.fullmatch(r"[abcdflnprsw][1-9][0-9]?", part)
+            }
+    return found
+
+
+def _help_texts() -> str:
+    texts = []
+    for args in (["--help"], ["echo", "--help"], ["send", "--help"], ["bench", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "udpio", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stderr
+        texts.append(result.stdout)
+    return "\n".join(texts)
+
+
+def test_d1_every_rule_id_users_meet_is_defined_in_the_reference() -> None:
+    defined = _defined_ids()
+    docstrings = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "udpio").glob("*.py"))
+    named = {
+        "a test name": _ids_in_test_names(),
+        "udpio's source and docstrings": set(RULE_ID.findall(docstrings)),
+        "--help": set(RULE_ID.findall(_help_texts())),
+        "the benchmark": {rule.split()[0] for rule in _bench.LIMITS} | {"P4", "P5"},
+    }
+    for where, ids in named.items():
+        assert ids, f"found no rule ID in {where}: the pattern is wrong"
+        assert ids <= defined, (
+            f"{where} names {sorted(ids - defined)}, which docs/reference.md does not define"
+        )
+
+
+def test_d1_nothing_users_are_pointed_to_lies_outside_the_repository() -> None:
+    pages = ["README.md", "CHANGELOG.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md")))]
+    for page in pages:
+        text = _read(page)
+        assert "udpio-contract" not in text and "../shared" not in text, page
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an absolute URL is not a file of ours
+            resolved = (ROOT / page).parent.joinpath(target).resolve()
+            assert resolved.is_relative_to(ROOT), f"{page} links outside the repository: {target}"
+            assert resolved.exists(), f"{page} links to a missing file: {target}"
+
+
+def test_d2_readme_says_what_happens_without_an_interpreter_and_how_to_find_each() -> None:
+    tox = _read("tox.ini")
+    readme = _read("README.md")
+    # The README's promise (a missing interpreter fails the run) is tox.ini's setting.
+    assert re.search(r"^skip_missing_interpreters = false$", tox, re.M)
+    assert "could not find python interpreter" in readme and "**fails**" in readme
+    # The way out it names exists: the `here` label, and each way to make one findable.
+    assert re.search(r"^    here = py, ", tox, re.M) and "`tox -m here`" in readme
+    assert "pyenv prefix" in readme and "tox --discover" in readme
+    envs = re.search(r"^env_list = (.*)$", tox, re.M)
+    assert envs is not None
+    assert [e for e in envs.group(1).split(", ") if re.fullmatch(r"py3\d+", e)] == [
+        "py" + v.replace(".", "") for v in TOX_PYTHONS
+    ]
+
+
+def test_d3_license_and_metadata_match_the_claims() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from 3.11")
+    project = tomllib.loads(_read("pyproject.toml"))["project"]
+    assert _read("LICENSE").startswith("MIT License\n")
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert project["requires-python"] == f">={TOX_PYTHONS[0]}"
+    classifiers = project["classifiers"]
+    versions = [
+        c.rsplit(" :: ", 1)[1]
+        for c in classifiers
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    assert versions == TOX_PYTHONS, "a classifier for each interpreter the matrix tests, no other"
+    systems = [c for c in classifiers if c.startswith("Operating System ::")]
+    assert systems == ["Operating System :: POSIX :: Linux"], "Linux is the one platform claimed"
+    assert "Tested on Linux, the one platform claimed" in _read("README.md")
+    assert project.get("dependencies", []) == [], "no runtime dependencies"
