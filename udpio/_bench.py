@@ -521,8 +521,9 @@ def _p7_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
     return _per_item_ns(elapsed, batch)
 
 
-#: Sizes that never form a GSO run (each is longer than the one before it
-#: or starts a new pair), so send_batch takes the sendmmsg path.
+#: 63, 64, 63, 64, ...: a GSO run needs every datagram but the last as long
+#: as the first, and each sendmmsg call takes 64 (an even number), so every
+#: call starts at a 63 followed by a longer one: no run, the sendmmsg path.
 _NO_RUN = [PAYLOAD[:63], PAYLOAD]
 
 
@@ -858,16 +859,17 @@ def _run_p6(config: Config, kinds: dict[str, type[_socket.Socket]]) -> list[Figu
     figures = []
     for state, extra in _P6_STATES.items():
         env = dict(os.environ, PYTHONPATH=package_root, **extra)
-        out = subprocess.run(
+        child = subprocess.run(
             [sys.executable, "-c", _P6_CHILD, json.dumps(asdict(config)), *names],
             env=env,
             cwd=package_root,
-            check=True,
             capture_output=True,
             text=True,
             timeout=600,
-        ).stdout
-        results = json.loads(out)
+        )
+        if child.returncode != 0:
+            raise RuntimeError(f"bench: P6 ({state}) failed in its child process:\n{child.stderr}")
+        results = json.loads(child.stdout)
         what = f"recv vs asyncio DatagramProtocol, warm, {state} (0.33x = 3x fewer ns)"
         figures += [
             _ratio_figure("P6", what, n, results[i], results[0], "asyncio, default loop", LIMITS["P6"][n])
