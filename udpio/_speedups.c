@@ -620,9 +620,20 @@ Core_get_buf(CoreObject *self, void *closure)
     return Py_NewRef(buf != NULL ? buf : Py_None);
 }
 
+/* The reader's state (buffers, frame, GRO) is recv's while it holds the
+ * role: nothing may change it under that call. */
+static int
+refuse_if_recv_runs(CoreObject *self, const char *name)
+{
+    if (self->reader != NULL && self->reader->count > 0) {
+        PyErr_Format(PyExc_AttributeError, "udpio: %s is in use by a recv", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* Socket.__init__ starts with no buffer and no frame; nothing else may set
- * them, and nothing may reset them while a recv owns them (it would pull
- * them from under that call). */
+ * them, and nothing may reset them while a recv owns them. */
 static int
 reader_state_reset(CoreObject *self, PyObject *value, const char *name)
 {
@@ -630,11 +641,7 @@ reader_state_reset(CoreObject *self, PyObject *value, const char *name)
         PyErr_Format(PyExc_AttributeError, "udpio: %s can only be reset to None", name);
         return -1;
     }
-    if (self->reader != NULL && self->reader->count > 0) {
-        PyErr_Format(PyExc_AttributeError, "udpio: %s is in use by a recv", name);
-        return -1;
-    }
-    return 0;
+    return refuse_if_recv_runs(self, name);
 }
 
 static int
@@ -689,8 +696,7 @@ Core_set_gro(CoreObject *self, PyObject *value, void *closure)
         PyErr_SetString(PyExc_TypeError, "udpio: _gro must be a bool");
         return -1;
     }
-    if (self->reader != NULL && self->reader->count > 0) {
-        PyErr_SetString(PyExc_AttributeError, "udpio: _gro is in use by a recv");
+    if (refuse_if_recv_runs(self, "_gro") < 0) {
         return -1;
     }
     self->gro = value == Py_True;
