@@ -89,9 +89,13 @@ def test_n1_reader_state_cannot_be_pulled_from_under_a_recv(backend: str) -> Non
         try:
             with pytest.raises(AttributeError, match="in use by a recv"):
                 sock._frame = None
+            with pytest.raises(AttributeError, match="_gro is in use by a recv"):
+                sock._gro = False  # recv reads it to know whether to split
         finally:
             sock._reader.release()
         sock._frame = None  # allowed when no recv runs
+        with pytest.raises(TypeError, match="must be a bool"):
+            sock._gro = 1  # type: ignore[assignment]
 
 
 def test_n1_b3_loopback_takes_udp_gso_for_equal_sized_batches(backend: str) -> None:
