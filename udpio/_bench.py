@@ -527,29 +527,28 @@ def _p7_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
 _NO_RUN = [PAYLOAD[:63], PAYLOAD]
 
 
-def _p7_sendto_loop(tx: socket.socket, rx: udpio.Socket, frames: list[bytes]) -> float:
-    """A plain sendto loop to a udpio receiver, which then reads them all."""
+def _sendto_each(tx: socket.socket) -> Callable[[list[bytes], tuple[str, int]], object]:
+    """The baseline's send: a plain ``sendto`` loop."""
+    sendto = tx.sendto
+
+    def send_all(frames: list[bytes], dst: tuple[str, int]) -> None:
+        for frame in frames:
+            sendto(frame, dst)
+
+    return send_all
+
+
+def _p7_to_udpio(
+    send_all: Callable[[list[bytes], tuple[str, int]], object], rx: udpio.Socket, frames: list[bytes]
+) -> float:
+    """Time ``send_all`` of ``frames`` to a udpio receiver, which then reads them all."""
     dst = rx.local_addr()
     assert dst is not None
-    sendto = tx.sendto
     start = time.perf_counter()
-    for frame in frames:
-        sendto(frame, dst[:2])
+    send_all(frames, dst[:2])
     elapsed = time.perf_counter() - start
     for _ in frames:
         rx.recv(timeout=5.0)  # a lost datagram is a TimeoutError, not a hang
-    return _per_item_ns(elapsed, len(frames))
-
-
-def _p7_to_udpio(tx: udpio.Socket, rx: udpio.Socket, frames: list[bytes]) -> float:
-    """send_batch to a udpio receiver, which then reads them all."""
-    dst = rx.local_addr()
-    assert dst is not None
-    start = time.perf_counter()
-    tx.send_batch(frames, dst[:2])
-    elapsed = time.perf_counter() - start
-    for _ in frames:
-        rx.recv(timeout=5.0)
     return _per_item_ns(elapsed, len(frames))
 
 
@@ -569,11 +568,12 @@ def _run_p7_native(
     gro_rx = opened.add(_listen(cls, rcvbuf=RCVBUF))
     mixed = (_NO_RUN * config.batch)[: config.batch]
     same = [PAYLOAD] * config.batch
+    loop, batch = _sendto_each(plain_tx), tx.send_batch
     sides: list[Callable[[], float]] = [
-        functools.partial(_p7_sendto_loop, plain_tx, plain_rx, mixed),
-        functools.partial(_p7_to_udpio, tx, plain_rx, mixed),
-        functools.partial(_p7_sendto_loop, plain_tx, gro_rx, same),
-        functools.partial(_p7_to_udpio, tx, gro_rx, same),
+        functools.partial(_p7_to_udpio, loop, plain_rx, mixed),
+        functools.partial(_p7_to_udpio, batch, plain_rx, mixed),
+        functools.partial(_p7_to_udpio, loop, gro_rx, same),
+        functools.partial(_p7_to_udpio, batch, gro_rx, same),
     ]
     medians = _interleaved(config.rounds, sides)
     return [
