@@ -210,6 +210,12 @@ def thread_cpu_seconds(thread: threading.Thread) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+def numbered(seq: int, size: int) -> bytes:
+    """A datagram of ``size`` bytes: its sequence number, then bytes that differ per datagram."""
+    body = bytes((seq * 7 + i) & 0xFF for i in range(max(0, size - 4)))
+    return (seq.to_bytes(4, "big") + body)[:size] if size >= 4 else bytes([seq & 0xFF]) * size
+
+
 #: linux/udp.h: the socket module does not name these.
 UDP_SEGMENT = 103
 UDP_GRO = 104

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import udpio
-from tests.helpers import HANG, full_send_buffer, join, run_in_thread, wait_blocked
+from tests.helpers import HANG, full_send_buffer, join, numbered, run_in_thread, wait_blocked
 
 RCVBUF = 8 << 20
 
@@ -127,18 +127,12 @@ def test_b3_closed_socket_raises_closed_error() -> None:
     assert info.value.sent == 0  # type: ignore[attr-defined]
 
 
-def _numbered(seq: int, size: int) -> bytes:
-    # A sequence number, then bytes that differ per datagram.
-    body = bytes((seq * 7 + i) & 0xFF for i in range(max(0, size - 4)))
-    return (seq.to_bytes(4, "big") + body)[:size] if size >= 4 else bytes([seq & 0xFF]) * size
-
-
 def test_b1_a_burst_of_mixed_sizes_arrives_exactly_and_in_order() -> None:
     sizes = [0, 1, 4, 64, 1472, 9000, 65507, 100, 3] * 6  # more than one batch, both ends of R1
     with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
         if sum(size + 1024 for size in sizes) > _room(rx) // 2:
             pytest.skip("net.core.rmem_max is too small to queue this burst on loopback")
-        sent = [_numbered(seq, size) for seq, size in enumerate(sizes)]
+        sent = [numbered(seq, size) for seq, size in enumerate(sizes)]
         for datagram in sent:
             tx.send(datagram, dst)
         for expected in sent:
@@ -150,7 +144,7 @@ def test_b1_r4_slices_kept_across_batch_boundaries_are_never_overwritten() -> No
     with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
         for round_ in range(4):
             for seq in range(40):  # 40 > the native batch: the burst spans batches
-                tx.send(_numbered(round_ * 100 + seq, 64), dst)
+                tx.send(numbered(round_ * 100 + seq, 64), dst)
         kept: list[tuple[memoryview, bytes]] = []
         for _ in range(160):
             frame, _ = rx.recv(timeout=HANG)
@@ -163,10 +157,10 @@ def test_b1_r4_slices_kept_across_batch_boundaries_are_never_overwritten() -> No
 def test_b2_queued_datagrams_come_first_also_with_timeout_0() -> None:
     with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
         for seq in range(5):
-            tx.send(_numbered(seq, 32), dst)
-        assert bytes(rx.recv(timeout=HANG)[0]) == _numbered(0, 32)
+            tx.send(numbered(seq, 32), dst)
+        assert bytes(rx.recv(timeout=HANG)[0]) == numbered(0, 32)
         for seq in range(1, 5):  # natively these already sit in the Socket's queue
-            assert bytes(rx.recv(timeout=0)[0]) == _numbered(seq, 32)
+            assert bytes(rx.recv(timeout=0)[0]) == numbered(seq, 32)
         with pytest.raises(TimeoutError):
             rx.recv(timeout=0)
 
@@ -174,11 +168,11 @@ def test_b2_queued_datagrams_come_first_also_with_timeout_0() -> None:
 def test_b2_close_discards_what_was_taken_and_not_handed_out() -> None:
     with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
         for seq in range(10):
-            tx.send(_numbered(seq, 32), dst)
+            tx.send(numbered(seq, 32), dst)
         frame, _ = rx.recv(timeout=HANG)
         closer, _ = run_in_thread(rx.close, "closer")
         join(closer)
-        assert bytes(frame) == _numbered(0, 32)  # R5: the handler's frame survives close()
+        assert bytes(frame) == numbered(0, 32)  # R5: the handler's frame survives close()
         for _ in range(3):
             with pytest.raises(udpio.ClosedError):
                 rx.recv(timeout=0)
@@ -196,7 +190,7 @@ def test_b1_r8_a_kernel_error_in_a_burst_costs_no_datagram() -> None:
     conn.connect(peer_addr)
     with udpio.wrap_conn(conn) as sock:
         for seq in range(3):
-            peer.sendto(_numbered(seq, 16), conn.getsockname())
+            peer.sendto(numbered(seq, 16), conn.getsockname())
         peer.close()
         sock.send(b"to a closed port", peer_addr)  # the kernel answers with port unreachable
         got: list[bytes] = []
@@ -208,7 +202,7 @@ def test_b1_r8_a_kernel_error_in_a_burst_costs_no_datagram() -> None:
                 refused += 1
             except TimeoutError:
                 break
-        assert got == [_numbered(seq, 16) for seq in range(3)]
+        assert got == [numbered(seq, 16) for seq in range(3)]
         assert refused == 1
 
 
@@ -218,7 +212,7 @@ def test_b1_r4_an_export_of_the_whole_buffer_keeps_its_bytes() -> None:
         frame, _ = rx.recv(timeout=HANG)
         whole = memoryview(frame.obj)  # frame.obj: the buffer under the frame
         for seq in range(100):  # several batches later
-            tx.send(_numbered(seq, 64), dst)
+            tx.send(numbered(seq, 64), dst)
             rx.recv(timeout=HANG)
         assert bytes(whole[:14]) == b"first datagram"
 
@@ -235,7 +229,7 @@ def test_b1_r4_an_export_of_the_whole_buffer_keeps_its_bytes() -> None:
     ids=["gso", "gso-split", "mixed", "empty-last", "empty-middle"],
 )
 def test_b3_b4_every_datagram_arrives_whole_whatever_the_batch_shape(sizes: list[int], why: str) -> None:
-    frames = [_numbered(seq, size) for seq, size in enumerate(sizes)]
+    frames = [numbered(seq, size) for seq, size in enumerate(sizes)]
     with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
         assert tx.send_batch(frames, dst) == len(frames), why
         for expected in frames:

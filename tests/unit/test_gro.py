@@ -19,20 +19,15 @@ from pathlib import Path
 import pytest
 
 import udpio
-from tests.helpers import HANG, UDP_GRO, gro_is_on, send_joined
+from tests.helpers import HANG, UDP_GRO, gro_is_on, numbered, send_joined
 from udpio._gro import set_gro
 
 RCVBUF = 8 << 20
 
 
-def _numbered(seq: int, size: int) -> bytes:
-    body = bytes((seq * 13 + i) & 0xFF for i in range(max(0, size - 4)))
-    return (seq.to_bytes(4, "big") + body)[:size]
-
-
 def _joined(first: int, size: int, count: int, last: int) -> list[bytes]:
     """``count`` numbered datagrams of ``size`` bytes, the last of ``last`` bytes."""
-    return [_numbered(first + i, size if i < count - 1 else last) for i in range(count)]
+    return [numbered(first + i, size if i < count - 1 else last) for i in range(count)]
 
 
 @contextmanager
@@ -140,7 +135,7 @@ def test_b1_r3_r4_gro_each_joined_frame_is_released_and_slices_kept_apart() -> N
             send_joined(tx, _joined(round_ * 10, 64, 10, 30), dst)
             for i in range(10):
                 frame, _ = rx.recv(timeout=HANG)
-                assert bytes(frame) == _numbered(round_ * 10 + i, 64 if i < 9 else 30)
+                assert bytes(frame) == numbered(round_ * 10 + i, 64 if i < 9 else 30)
                 if previous is not None:
                     with pytest.raises(ValueError):
                         bytes(previous)  # R3: released by this recv, though its buffer lives on
