@@ -1,4 +1,4 @@
-"""Builds udpio's optional C extension (udpio/_speedups.c); metadata is in pyproject.toml.
+"""Builds udpio's optional C extension (udpio/_c/*.c); metadata is in pyproject.toml.
 
 Where the build fails (no compiler, no headers), the install goes on with
 the pure-Python backend and prints one warning line (N2). Setting
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -22,8 +23,8 @@ class _OptionalBuildExt(build_ext):
 
     def finalize_options(self) -> None:
         super().finalize_options()
-        # One small file: always compile it afresh, so that an object built
-        # with other CFLAGS (the sanitizer job's) is never linked again.
+        # A few small files: always compile them afresh, so that an object
+        # built with other CFLAGS (the sanitizer job's) is never linked again.
         self.force = True
 
     def run(self) -> None:
@@ -48,7 +49,14 @@ def _warn(exc: BaseException) -> None:
 def _extensions() -> list[Extension]:
     if os.environ.get("UDPIO_NO_EXTENSIONS", "") not in ("", "0"):
         return []
-    return [Extension("udpio._speedups", ["udpio/_speedups.c"])]
+    return [
+        Extension(
+            "udpio._speedups",
+            sorted(str(path) for path in Path("udpio/_c").glob("*.c")),
+            # Listed so that the sdist carries them and a changed header rebuilds.
+            depends=sorted(str(path) for path in Path("udpio/_c").glob("*.h")),
+        )
+    ]
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": _OptionalBuildExt})

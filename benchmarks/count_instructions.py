@@ -56,8 +56,16 @@ def _count(op: str, count: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__]
-            + ["--run", op, str(count)],
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                __file__,
+                "--run",
+                op,
+                str(count),
+            ],
             check=True,
             capture_output=True,
             # A fixed hash seed: dict and set layouts, and so the counts, repeat.

@@ -1,4 +1,4 @@
-"""Break udpio/_speedups.c on purpose, one mutation at a time, and run the native tests.
+"""Break the C extension (udpio/_c/) on purpose, one mutation at a time, and run the native tests.
 
 Each mutant is a small, plausible bug in the C hot path; the suite must
 fail on every one. Run from the repository root (it rebuilds the
@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SRC = "udpio/_speedups.c"
+SOURCES = sorted([*Path("udpio/_c").glob("*.c"), *Path("udpio/_c").glob("*.h")])
 
 #: name -> (text in the source, the same text broken)
 MUTANTS: dict[str, tuple[str, str]] = {
@@ -126,24 +126,35 @@ def _run_native_tests() -> tuple[int, list[str]]:
     return result.returncode, lines
 
 
+def _where(good: str, sources: dict[Path, str]) -> Path:
+    # The one file that holds the mutant's text, exactly once.
+    places = [path for path, text in sources.items() for _ in range(text.count(good))]
+    if len(places) != 1:
+        raise SystemExit(f"mutant text found {len(places)} times, not once: update it\n{good}")
+    return places[0]
+
+
 def main(only: list[str]) -> int:
-    original = Path(SRC).read_text()
+    originals = {path: path.read_text() for path in SOURCES}
     survivors = []
     try:
         for name, (good, bad) in MUTANTS.items():
             if only and not any(word in name for word in only):
                 continue
-            if original.count(good) != 1:
-                raise SystemExit(f"mutant {name!r} no longer matches the source: update it")
-            Path(SRC).write_text(original.replace(good, bad))
-            _build()
-            code, failures = _run_native_tests()
+            path = _where(good, originals)
+            path.write_text(originals[path].replace(good, bad))
+            try:
+                _build()
+                code, failures = _run_native_tests()
+            finally:
+                path.write_text(originals[path])
             verdict = "caught" if code != 0 else "SURVIVED"
-            print(f"{verdict:8} {name}: {failures[0] if failures else ''}", flush=True)
+            print(f"{verdict:8} {name} ({path.name}): {failures[0] if failures else ''}", flush=True)
             if code == 0:
                 survivors.append(name)
     finally:
-        Path(SRC).write_text(original)
+        for path, text in originals.items():
+            path.write_text(text)
         _build()
     return 1 if survivors else 0
 

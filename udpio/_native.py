@@ -1,6 +1,6 @@
 """The native backend: ``udpio.Socket`` with ``recv`` and ``send`` in C.
 
-``_speedups.Core`` (udpio/_speedups.c) carries the hot path; everything
+``_speedups.Core`` (the C extension, udpio/_c/) carries the hot path; everything
 else is the pure Socket's, inherited unchanged: construction, the close
 protocol, ``local_addr``, waiting in the selector (the C code calls back
 into ``_await_readable``) and every case the C code does not take on

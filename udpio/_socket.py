@@ -1,7 +1,7 @@
 """The Socket: one nonblocking UDP socket, its selectors, its wake-up, and the close protocol.
 
 This is the pure-Python backend and the reference for the native one
-(``_native.py`` over ``_speedups.c``), which replaces ``recv`` and
+(``_native.py`` over the C extension in ``_c/``), which replaces ``recv`` and
 ``send`` only and calls back into this class for everything else.
 
 How a call and ``close()`` share the descriptors (docs/design.md has the

@@ -1,4 +1,4 @@
-# Types of the C extension udpio/_speedups.c, for mypy --strict.
+# Types of the C extension (udpio/_c/), for mypy --strict.
 from types import TracebackType
 from typing import Any, Optional
 

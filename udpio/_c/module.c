@@ -1,0 +1,134 @@
+/* udpio._speedups: the native hot path of udpio.Socket (see udpio/_native.py).
+ *
+ * This file is the module: its state, its three types (ReadBuffer, Role,
+ * Core) and PyInit. udpio.h says which file holds which job. The GIL is
+ * released around every syscall; each wait happens in Python, in the
+ * selector, with the same wake-up as the pure backend.
+ */
+#include "udpio.h"
+
+static PyObject *
+import_attr(const char *module_name, const char *attr)
+{
+    PyObject *module = PyImport_ImportModule(module_name);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyObject_GetAttrString(module, attr);
+    Py_DECREF(module);
+    return value;
+}
+
+static int
+add_type(PyObject *module, PyType_Spec *spec, PyTypeObject **slot)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, *slot);
+}
+
+static int
+intern(PyObject **slot, const char *s)
+{
+    *slot = PyUnicode_InternFromString(s);
+    return *slot == NULL ? -1 : 0;
+}
+
+static int
+udpio_exec(PyObject *module)
+{
+    udpio_state *st = PyModule_GetState(module);
+    if (add_type(module, &udpio_ReadBuffer_spec, &st->ReadBuffer_Type) < 0 ||
+        add_type(module, &udpio_Role_spec, &st->Role_Type) < 0 ||
+        add_type(module, &udpio_Core_spec, &st->Core_Type) < 0) {
+        return -1;
+    }
+#ifdef __linux__
+    int splits_gro = 1; /* recv_batch reads UDP_GRO's control message */
+#else
+    int splits_gro = 0; /* one recvfrom per datagram: GRO must stay off */
+#endif
+    if (PyModule_AddObjectRef(module, "SPLITS_GRO", splits_gro ? Py_True : Py_False) < 0) {
+        return -1;
+    }
+    st->memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");
+    st->ClosedError = import_attr("udpio._errors", "ClosedError");
+    st->monotonic = import_attr("time", "monotonic");
+    if (st->memoryview_release == NULL || st->ClosedError == NULL || st->monotonic == NULL) {
+        return -1;
+    }
+    if (intern(&st->str_get, "get") < 0 || intern(&st->str_put, "put") < 0 ||
+        intern(&st->str_release, "_release") < 0 ||
+        intern(&st->str_recv_refused, "_recv_refused") < 0 ||
+        intern(&st->str_await_readable, "_await_readable") < 0 ||
+        intern(&st->str_check_timeout, "_check_timeout") < 0 ||
+        intern(&st->str_send_slow, "_send_slow") < 0 ||
+        intern(&st->str_send_some_slow, "_send_some_slow") < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+udpio_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    udpio_state *st = PyModule_GetState(module);
+    Py_VISIT(st->ReadBuffer_Type);
+    Py_VISIT(st->Role_Type);
+    Py_VISIT(st->Core_Type);
+    Py_VISIT(st->memoryview_release);
+    Py_VISIT(st->ClosedError);
+    Py_VISIT(st->monotonic);
+    return 0;
+}
+
+static int
+udpio_clear(PyObject *module)
+{
+    udpio_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->ReadBuffer_Type);
+    Py_CLEAR(st->Role_Type);
+    Py_CLEAR(st->Core_Type);
+    Py_CLEAR(st->memoryview_release);
+    Py_CLEAR(st->ClosedError);
+    Py_CLEAR(st->monotonic);
+    Py_CLEAR(st->str_get);
+    Py_CLEAR(st->str_put);
+    Py_CLEAR(st->str_release);
+    Py_CLEAR(st->str_recv_refused);
+    Py_CLEAR(st->str_await_readable);
+    Py_CLEAR(st->str_check_timeout);
+    Py_CLEAR(st->str_send_slow);
+    Py_CLEAR(st->str_send_some_slow);
+    return 0;
+}
+
+static void
+udpio_free(void *module)
+{
+    udpio_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot udpio_slots[] = {
+    {Py_mod_exec, udpio_exec},
+    {0, NULL},
+};
+
+struct PyModuleDef udpio_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "udpio._speedups",
+    .m_doc = "The native hot path of udpio.Socket (see udpio/_native.py).",
+    .m_size = sizeof(udpio_state),
+    .m_slots = udpio_slots,
+    .m_traverse = udpio_traverse,
+    .m_clear = udpio_clear,
+    .m_free = udpio_free,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&udpio_module);
+}

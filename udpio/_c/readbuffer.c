@@ -1,0 +1,104 @@
+/* ReadBuffer: a pool buffer that counts its own buffer exports, so "does
+ * anything still view these bytes" is an integer test (the twin of
+ * udpio/_pool.py's is_exported, the bytearray probe). */
+#include "udpio.h"
+
+static PyObject *
+ReadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    Py_ssize_t size = 65536;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:ReadBuffer", kwlist, &size)) {
+        return NULL;
+    }
+    if (size < 1) {
+        PyErr_Format(PyExc_ValueError, "udpio: ReadBuffer size must be positive, not %zd", size);
+        return NULL;
+    }
+    ReadBufferObject *self = (ReadBufferObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->data = PyMem_Calloc(1, (size_t)size);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->capacity = size;
+    return (PyObject *)self;
+}
+
+static void
+ReadBuffer_dealloc(ReadBufferObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyMem_Free(self->data);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* R2: every export is read-only and covers exactly the current datagram. */
+static int
+ReadBuffer_getbuffer(ReadBufferObject *self, Py_buffer *view, int flags)
+{
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->data + self->offset, self->length, 1,
+                          flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void
+ReadBuffer_releasebuffer(ReadBufferObject *self, Py_buffer *view)
+{
+    (void)view;
+    self->exports--;
+}
+
+static Py_ssize_t
+ReadBuffer_length(ReadBufferObject *self)
+{
+    return self->capacity;
+}
+
+static PyObject *
+ReadBuffer_get_exported(ReadBufferObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->exports > 0);
+}
+
+static PyMemberDef ReadBuffer_members[] = {
+    {"exports", T_PYSSIZET, offsetof(ReadBufferObject, exports), READONLY,
+     "How many buffer exports of this buffer are alive."},
+    {NULL},
+};
+
+static PyGetSetDef ReadBuffer_getset[] = {
+    {"exported", (getter)ReadBuffer_get_exported, NULL,
+     "Whether anything still views this buffer (R4, R6).", NULL},
+    {NULL},
+};
+
+static PyType_Slot ReadBuffer_slots[] = {
+    {Py_tp_doc, "ReadBuffer(size=65536)\n--\n\n"
+                "A pool buffer whose exports are read-only views of its current datagram."},
+    {Py_tp_new, ReadBuffer_new},
+    {Py_tp_dealloc, ReadBuffer_dealloc},
+    {Py_tp_members, ReadBuffer_members},
+    {Py_tp_getset, ReadBuffer_getset},
+    {Py_sq_length, ReadBuffer_length},
+#if PY_VERSION_HEX >= 0x03090000
+    {Py_bf_getbuffer, ReadBuffer_getbuffer},
+    {Py_bf_releasebuffer, ReadBuffer_releasebuffer},
+#endif
+    {0, NULL},
+};
+
+PyType_Spec udpio_ReadBuffer_spec = {
+    .name = "udpio._speedups.ReadBuffer",
+    .basicsize = sizeof(ReadBufferObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = ReadBuffer_slots,
+};

@@ -1,0 +1,447 @@
+/* Socket.recv: up to RECV_MANY datagrams per recvmmsg into pool buffers,
+ * GRO-joined reads split again, each datagram handed out as a read-only
+ * view that the next recv releases (the twin of udpio/_socket.py's
+ * Socket.recv, which shows each step plainly). */
+#include "udpio.h"
+#include "gro.h"
+
+static int
+same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b, socklen_t len)
+{
+    if (a->ss_family != b->ss_family) {
+        return 0;
+    }
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port && x->sin6_flowinfo == y->sin6_flowinfo &&
+               x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return memcmp(a, b, len) == 0;
+}
+
+/* The source address of the datagram just read: the previous tuple again
+ * when the datagram came from the same place (no str and tuple per
+ * datagram for a steady peer). Caller holds the reader role. */
+static PyObject *
+source_address(CoreObject *self, const struct sockaddr_storage *ss, socklen_t len)
+{
+    if (self->src_addr != NULL && len == self->src_len && same_address(ss, &self->src, len)) {
+        return Py_NewRef(self->src_addr);
+    }
+    PyObject *addr = make_address(ss, len);
+    if (addr == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(self->src_addr, Py_NewRef(addr));
+    memcpy(&self->src, ss, len);
+    self->src_len = len;
+    return addr;
+}
+/* A float or int >= 0 passes here; anything else goes to the Python twin's
+ * check, which owns the error message (R7). */
+static int
+check_timeout(CoreObject *self, PyObject *timeout)
+{
+    if (PyFloat_CheckExact(timeout) && PyFloat_AS_DOUBLE(timeout) >= 0) {
+        return 0;
+    }
+    if (PyLong_CheckExact(timeout)) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(timeout, &overflow);
+        if (overflow > 0 || (overflow == 0 && v >= 0)) {
+            return 0;
+        }
+        PyErr_Clear();
+    }
+    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, self->state->str_check_timeout, timeout);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* R3: the previous frame is released, so using it after this recv raises
+ * ValueError. A frame only we reference cannot be used again: dropping it
+ * is enough. If the caller exports the frame itself, release() raises
+ * BufferError; the frame then stays valid and its buffer counts as
+ * retained (R4). */
+static int
+release_frame(CoreObject *self)
+{
+    PyObject *frame = self->frame;
+    if (frame == NULL) {
+        return 0;
+    }
+    self->frame = NULL;
+    if (Py_REFCNT(frame) > 1) {
+        PyObject *r = PyObject_Vectorcall(self->state->memoryview_release, &frame, 1, NULL);
+        if (r != NULL) {
+            Py_DECREF(r);
+        }
+        else if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+        }
+        else {
+            Py_DECREF(frame);
+            return -1;
+        }
+    }
+    Py_DECREF(frame);
+    return 0;
+}
+
+/* R4: a buffer that anything still views is never written again; it stays
+ * with its viewers and is freed when the last one goes. */
+static void
+drop_if_retained(CoreObject *self, int slot)
+{
+    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0) {
+        Py_CLEAR(self->slots[slot]);
+    }
+}
+
+static int
+take_buffer(CoreObject *self, int slot)
+{
+    PyObject *buf = PyObject_CallMethodNoArgs(self->pool, self->state->str_get);
+    if (buf == NULL) {
+        return -1;
+    }
+    if (!PyObject_TypeCheck(buf, self->state->ReadBuffer_Type)) {
+        PyErr_Format(PyExc_TypeError, "udpio: the pool gave a %.100s, not a ReadBuffer",
+                     Py_TYPE(buf)->tp_name);
+        Py_DECREF(buf);
+        return -1;
+    }
+    Py_XSETREF(self->slots[slot], (ReadBufferObject *)buf);
+    return 0;
+}
+
+/* Before a batch is read, every slot holds a buffer nothing views: one that
+ * is viewed (even through a stale frame.obj exported since) is dropped and
+ * replaced from the pool (R4, B1). */
+static int
+fill_slots(CoreObject *self)
+{
+    for (int i = 0; i < RECV_MANY; i++) {
+        drop_if_retained(self, i);
+        if (self->slots[i] == NULL && take_buffer(self, i) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* R6, B2: at close, the queued datagrams are discarded, as the kernel
+ * discards its own queue, and the buffers go back to the pool, which keeps
+ * only those nothing exports. */
+static int
+return_slots(CoreObject *self)
+{
+    int failed = 0;
+    self->queue_len = 0;
+    self->queue_offset = 0;
+    self->current = -1;
+    for (int i = 0; i < RECV_MANY; i++) {
+        ReadBufferObject *buf = self->slots[i];
+        if (buf == NULL) {
+            continue;
+        }
+        self->slots[i] = NULL;
+        PyObject *r = failed ? NULL : PyObject_CallMethodOneArg(self->pool, self->state->str_put, (PyObject *)buf);
+        Py_DECREF(buf);
+        if (r == NULL) {
+            failed = 1;
+        }
+        Py_XDECREF(r);
+    }
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+closed_error(CoreObject *self)
+{
+    PyErr_SetNone(self->state->ClosedError);
+    return NULL;
+}
+
+/* Take up to RECV_MANY datagrams the kernel already holds, in one nonblocking
+ * recvmmsg with the GIL released (B1, N5), into the queue. Returns how many,
+ * or -1 with *err set. A kernel error after the first datagram stays
+ * pending in the kernel and is reported by the next call, so none is lost. */
+static int
+recv_batch(CoreObject *self, int *err)
+{
+    int n, fd = self->fd;
+#ifdef __linux__
+    struct mmsghdr msgs[RECV_MANY];
+    struct iovec iov[RECV_MANY];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))]; /* the kernel puts UDP_GRO's first */
+        struct cmsghdr align;
+    } control[RECV_MANY];
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < RECV_MANY; i++) {
+        iov[i].iov_base = self->slots[i]->data;
+        iov[i].iov_len = (size_t)self->slots[i]->capacity;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &self->queue[i].src;
+        msgs[i].msg_hdr.msg_namelen = sizeof(self->queue[i].src);
+        if (self->gro) {
+            msgs[i].msg_hdr.msg_control = control[i].buf;
+            msgs[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(fd, msgs, RECV_MANY, 0, NULL);
+    *err = errno;
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < n; i++) {
+        self->queue[i].slot = i;
+        self->queue[i].length = (Py_ssize_t)msgs[i].msg_len;
+        self->queue[i].segment = self->gro ? gro_segment(&msgs[i].msg_hdr) : 0;
+        self->queue[i].src_len = msgs[i].msg_hdr.msg_namelen;
+    }
+#else /* one datagram per call where there is no recvmmsg */
+    ssize_t got;
+    socklen_t len = sizeof(self->queue[0].src);
+    Py_BEGIN_ALLOW_THREADS
+    got = recvfrom(fd, self->slots[0]->data, (size_t)self->slots[0]->capacity, 0,
+                   (struct sockaddr *)&self->queue[0].src, &len);
+    *err = errno;
+    Py_END_ALLOW_THREADS
+    n = got < 0 ? -1 : 1;
+    self->queue[0].slot = 0;
+    self->queue[0].length = (Py_ssize_t)got;
+    self->queue[0].segment = 0;
+    self->queue[0].src_len = len;
+#endif
+    if (n > 0) {
+        self->queue_head = 0;
+        self->queue_len = n; /* queue_offset is 0: the last head left with its last datagram */
+    }
+    return n;
+}
+
+/* Hand out the oldest queued datagram: a read-only memoryview of exactly its
+ * bytes (R1, R2), and its sender. With GRO the head entry may hold several;
+ * each gets its own view at its own offset, and the entry leaves the queue
+ * with its last datagram. */
+static PyObject *
+hand_out(CoreObject *self)
+{
+    struct queued *q = &self->queue[self->queue_head];
+    Py_ssize_t length = q->length - self->queue_offset;
+    if (q->segment > 0 && length > q->segment) {
+        length = q->segment;
+    }
+    PyObject *addr = source_address(self, &q->src, q->src_len);
+    if (addr == NULL) {
+        return NULL;
+    }
+    ReadBufferObject *buf = self->slots[q->slot];
+    buf->offset = self->queue_offset;
+    buf->length = length;
+    PyObject *frame = PyMemoryView_FromObject((PyObject *)buf);
+    if (frame == NULL) {
+        Py_DECREF(addr);
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(frame);
+        Py_DECREF(addr);
+        return NULL;
+    }
+    self->current = q->slot;
+    self->queue_offset += length;
+    if (self->queue_offset >= q->length) {
+        self->queue_head++;
+        self->queue_len--;
+        self->queue_offset = 0;
+    }
+    self->frame = Py_NewRef(frame);
+    PyTuple_SET_ITEM(result, 0, frame);
+    PyTuple_SET_ITEM(result, 1, addr);
+    return result;
+}
+
+/* The deadline for the wait, on the pure backend's clock (R7). */
+static PyObject *
+make_deadline(CoreObject *self, PyObject *timeout)
+{
+    if (timeout == Py_None) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *now = PyObject_CallNoArgs(self->state->monotonic);
+    if (now == NULL) {
+        return NULL;
+    }
+    PyObject *deadline = PyNumber_Add(now, timeout);
+    Py_DECREF(now);
+    return deadline;
+}
+
+/* Try the syscall first; only when it would block, wait in the selector
+ * (Socket._await_readable, which raises TimeoutError or ClosedError) and try
+ * again. Caller holds the reader role, with every slot filled. */
+static PyObject *
+recv_or_wait(CoreObject *self, PyObject *timeout)
+{
+    PyObject *deadline = NULL;
+    int err;
+    for (;;) {
+        if (recv_batch(self, &err) > 0) {
+            Py_XDECREF(deadline);
+            return hand_out(self);
+        }
+        if (err == EINTR) {
+            /* PEP 475: run the handlers, then retry (C6); a handler may close (C5). */
+            if (PyErr_CheckSignals() < 0) {
+                break;
+            }
+            if (self->closed) {
+                closed_error(self);
+                break;
+            }
+            continue;
+        }
+        if (err != EAGAIN && err != EWOULDBLOCK) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError); /* R8: the kernel's error, verbatim */
+            break;
+        }
+        if (deadline == NULL && (deadline = make_deadline(self, timeout)) == NULL) {
+            break;
+        }
+        PyObject *args[] = {(PyObject *)self, deadline, timeout};
+        PyObject *r = PyObject_VectorcallMethod(self->state->str_await_readable, args,
+                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL) {
+            break;
+        }
+        Py_DECREF(r);
+    }
+    Py_XDECREF(deadline);
+    return NULL;
+}
+
+/* Everything recv does while holding the reader role (Socket.recv's try). */
+static PyObject *
+recv_as_reader(CoreObject *self, PyObject *timeout)
+{
+    if (release_frame(self) < 0) {
+        return NULL;
+    }
+    self->current = -1; /* a retained buffer is dropped before the next batch (fill_slots) */
+    if (self->closed) { /* R5: the reader's next recv after close() */
+        if (return_slots(self) < 0) {
+            return NULL;
+        }
+        return closed_error(self);
+    }
+    if (self->queue_len > 0) { /* B1, B2: what the last batch took comes first */
+        return hand_out(self);
+    }
+    if (fill_slots(self) < 0) {
+        return NULL;
+    }
+    return recv_or_wait(self, timeout);
+}
+
+/* C5: when close() ran on this very thread (a signal handler), this call
+ * closes the descriptors as it unwinds. Keeps a pending exception. */
+static PyObject *
+release_on_exit(CoreObject *self, PyObject *result)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *pending = PyErr_GetRaisedException();
+#else
+    PyObject *type, *pending, *tb;
+    PyErr_Fetch(&type, &pending, &tb);
+#endif
+    PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, self->state->str_release);
+    if (r == NULL) { /* as in Python: the error from the finally block wins */
+#if PY_VERSION_HEX < 0x030C0000
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+#endif
+        Py_XDECREF(pending);
+        Py_XDECREF(result);
+        return NULL;
+    }
+    Py_DECREF(r);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(pending);
+#else
+    PyErr_Restore(type, pending, tb);
+#endif
+    return result;
+}
+
+static PyObject *
+recv_refused(CoreObject *self)
+{
+    PyObject *exc = PyObject_CallMethodNoArgs((PyObject *)self, self->state->str_recv_refused);
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+PyObject *
+Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"timeout"};
+    PyObject *argv[1] = {NULL};
+    if (parse_args("recv", args, nargs, kwnames, names, 0, 1, argv) < 0) {
+        return NULL;
+    }
+    PyObject *timeout = argv[0] != NULL ? argv[0] : Py_None;
+    if (not_initialised(self) || (timeout != Py_None && check_timeout(self, timeout) < 0)) {
+        return NULL;
+    }
+    /* C1: the try-acquire is the ownership test: atomic, and it never
+     * waits. The lock is not re-entrant, so a nested recv from a signal
+     * handler on the reading thread is refused as well. */
+    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {
+        return recv_refused(self);
+    }
+    role_took(self->reader);
+    PyObject *result = recv_as_reader(self, timeout);
+    if (self->recv_exit_releases) {
+        result = release_on_exit(self, result);
+    }
+    role_give(self->reader);
+    return result;
+}
+
+/* The Python twin's docstring, word for word (a test checks). */
+const char Core_recv_doc[] =
+    "recv($self, /, timeout=None)\n"
+    "--\n"
+    "\n"
+    "Block until one datagram arrives; return ``(frame, source address)``.\n"
+    "\n"
+    "``frame`` is a read-only view of exactly the datagram's bytes. It\n"
+    "stays valid until the next ``recv`` on this Socket, which releases\n"
+    "it; keep ``bytes(frame)`` to hold on longer. Slices of a frame that\n"
+    "you keep are never overwritten.\n"
+    "\n"
+    "``timeout``: ``None`` waits until a datagram or ``close()``; ``0``\n"
+    "polls; ``t > 0`` waits at most ``t`` seconds in all.\n"
+    "\n"
+    "Raises ``ClosedError`` once the Socket is closed (also when\n"
+    "``close()`` interrupts the wait), ``TimeoutError`` on timeout,\n"
+    "``ConcurrentRecvError`` if another ``recv`` is running,\n"
+    "``ValueError`` for a negative timeout, and the kernel's ``OSError``\n"
+    "(e.g. ``ConnectionRefusedError``) verbatim.\n"
+    "\n"
+    "Thread-safe, one caller at a time: a second thread calling ``recv``\n"
+    "meanwhile gets ``ConcurrentRecvError`` at once.\n";
+

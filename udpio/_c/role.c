@@ -1,0 +1,175 @@
+/* Role: a re-entrant lock that records its owner thread, a Socket's
+ * reader or writer role (the twin of threading.RLock and its _is_owned).
+ * role_took, role_give and role_is_mine, which recv and send call on every
+ * datagram, are in udpio.h. */
+#include "udpio.h"
+
+#include <time.h>
+
+static PyObject *
+Role_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds != NULL && PyDict_GET_SIZE(kwds) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Role() takes no arguments");
+        return NULL;
+    }
+    RoleObject *self = (RoleObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "udpio: cannot allocate a lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Role_dealloc(RoleObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->lock != NULL) {
+        if (self->count > 0) {
+            PyThread_release_lock(self->lock);
+        }
+        PyThread_free_lock(self->lock);
+    }
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static double
+monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Wait for the lock with the GIL released; a signal interrupts the wait so
+ * its Python handler can run (and raise), then the wait resumes with what is
+ * left of the timeout. Returns 1 acquired, 0 timed out, -1 exception. */
+static int
+role_wait(RoleObject *self, double timeout)
+{
+    double deadline = timeout < 0 ? 0 : monotonic_seconds() + timeout;
+    for (;;) {
+        PY_TIMEOUT_T micros = -1;
+        if (timeout >= 0) {
+            double left = deadline - monotonic_seconds();
+            micros = left <= 0 ? 0 : left * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX
+                                                                          : (PY_TIMEOUT_T)(left * 1e6);
+        }
+        PyLockStatus r;
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(self->lock, micros, 1);
+        Py_END_ALLOW_THREADS
+        if (r == PY_LOCK_ACQUIRED) {
+            return 1;
+        }
+        if (r == PY_LOCK_FAILURE) {
+            return 0;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+}
+
+static PyObject *
+Role_acquire(RoleObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"blocking", "timeout", NULL};
+    int blocking = 1;
+    double timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:acquire", kwlist, &blocking, &timeout)) {
+        return NULL;
+    }
+    if (!blocking && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
+    }
+    if (timeout < 0 && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    if (role_is_mine(self)) {
+        self->count++;
+        Py_RETURN_TRUE;
+    }
+    int got = PyThread_acquire_lock(self->lock, NOWAIT_LOCK);
+    if (!got && blocking) {
+        got = role_wait(self, timeout);
+        if (got < 0) {
+            return NULL;
+        }
+    }
+    if (got) {
+        role_took(self);
+    }
+    return PyBool_FromLong(got);
+}
+
+static PyObject *
+Role_release(RoleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!role_is_mine(self)) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return NULL;
+    }
+    if (--self->count == 0) {
+        self->owner = 0;
+        PyThread_release_lock(self->lock);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Role_exit(RoleObject *self, PyObject *args)
+{
+    (void)args;
+    return Role_release(self, NULL);
+}
+
+static PyObject *
+Role_is_owned(RoleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(role_is_mine(self));
+}
+
+static PyObject *
+Role_repr(RoleObject *self)
+{
+    return PyUnicode_FromFormat("<%s udpio Role owner=%lu count=%lu at %p>",
+                                self->count > 0 ? "locked" : "unlocked", self->owner, self->count,
+                                (void *)self);
+}
+
+static PyMethodDef Role_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Role_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1)\n--\n\nTake the role (re-entrant); as RLock.acquire."},
+    {"release", (PyCFunction)Role_release, METH_NOARGS, "Give the role back; as RLock.release."},
+    {"_is_owned", (PyCFunction)Role_is_owned, METH_NOARGS, "Whether this thread holds the role."},
+    {"__enter__", (PyCFunction)(void (*)(void))Role_acquire, METH_VARARGS | METH_KEYWORDS, NULL},
+    {"__exit__", (PyCFunction)Role_exit, METH_VARARGS, NULL},
+    {NULL},
+};
+
+static PyType_Slot Role_slots[] = {
+    {Py_tp_doc, "Role()\n--\n\nA re-entrant lock that records its owner: a Socket's reader or "
+                "writer role."},
+    {Py_tp_new, Role_new},
+    {Py_tp_dealloc, Role_dealloc},
+    {Py_tp_repr, Role_repr},
+    {Py_tp_methods, Role_methods},
+    {0, NULL},
+};
+
+PyType_Spec udpio_Role_spec = {
+    .name = "udpio._speedups.Role",
+    .basicsize = sizeof(RoleObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = Role_slots,
+};

@@ -1,0 +1,269 @@
+/* What the files of udpio._speedups share: the module state, the three
+ * object layouts, and the small helpers that recv and send call on every
+ * datagram (static inline here, so that each file that calls them can
+ * inline them: a call across object files cannot be, without LTO).
+ *
+ * The files, each the twin of something plain in the Python code:
+ *
+ *   module.c      the module: its state, the types, PyInit
+ *   readbuffer.c  ReadBuffer, a pool buffer that counts its exports (_pool.py)
+ *   role.c        Role, a re-entrant lock that records its owner (RLock)
+ *   core.c        Core, the state recv and send share with _socket.Socket
+ *   addresses.c   socket addresses to tuples and back (_addresses.py)
+ *   recv.c        Socket.recv: batches, GRO splitting, hand-out, release
+ *   send.c        Socket.send
+ *   send_batch.c  Socket.send_batch: sendmmsg and UDP GSO
+ *   gro.h         reading UDP GRO's segment size (_gro.py)
+ *
+ * docs/design.md explains the rules named in the comments (R3, C1, ...).
+ */
+#ifndef UDPIO_H
+#define UDPIO_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#ifdef __linux__
+#include <netinet/udp.h>
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, kernel 4.18 */
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104 /* linux/udp.h, kernel 5.0 */
+#endif
+#endif
+
+/* Names shared between the files but not exported from the shared object. */
+#if defined(__GNUC__)
+#define UDPIO_INTERNAL __attribute__((visibility("hidden")))
+#else
+#define UDPIO_INTERNAL
+#endif
+
+/* -- the module's state (module.c) ------------------------------------ */
+
+typedef struct {
+    PyTypeObject *ReadBuffer_Type;
+    PyTypeObject *Role_Type;
+    PyTypeObject *Core_Type;
+    PyObject *memoryview_release; /* the unbound method memoryview.release */
+    PyObject *ClosedError;        /* udpio._errors.ClosedError */
+    PyObject *monotonic;          /* time.monotonic: the pure backend's clock */
+    PyObject *str_get;
+    PyObject *str_put;
+    PyObject *str_release;
+    PyObject *str_recv_refused;
+    PyObject *str_await_readable;
+    PyObject *str_check_timeout;
+    PyObject *str_send_slow;
+    PyObject *str_send_some_slow;
+} udpio_state;
+
+UDPIO_INTERNAL extern struct PyModuleDef udpio_module;
+
+/* -- ReadBuffer (readbuffer.c) ---------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    char *data;
+    Py_ssize_t capacity;
+    Py_ssize_t offset;  /* where the current datagram starts (GRO: several share a buffer) */
+    Py_ssize_t length;  /* its bytes: what an export sees */
+    Py_ssize_t exports; /* live exports; > 0 means "still viewed" (R4, R6) */
+} ReadBufferObject;
+
+UDPIO_INTERNAL extern PyType_Spec udpio_ReadBuffer_spec;
+
+/* -- Role (role.c) ---------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock; /* held while some thread holds the role */
+    unsigned long owner;     /* that thread's ident, 0 when free; written by the holder */
+    unsigned long count;     /* re-entrant depth; written by the holder */
+} RoleObject;
+
+UDPIO_INTERNAL extern PyType_Spec udpio_Role_spec;
+
+/* The holder records itself right after taking the lock. No Python code can
+ * run on this thread in between, so a signal handler on this thread that
+ * asks "do I hold it?" (close() from a handler, C5) never sees a half-taken
+ * role; another thread only ever compares the owner with its own ident. */
+static inline void
+role_took(RoleObject *self)
+{
+    self->owner = PyThread_get_thread_ident();
+    self->count = 1;
+}
+
+static inline void
+role_give(RoleObject *self)
+{
+    self->count = 0;
+    self->owner = 0;
+    PyThread_release_lock(self->lock);
+}
+
+static inline int
+role_is_mine(RoleObject *self)
+{
+    return self->count > 0 && self->owner == PyThread_get_thread_ident();
+}
+
+/* -- Core (core.c) ---------------------------------------------------- */
+
+/* Datagrams one recvmmsg may take (B1). Each slot is a whole 64 KiB buffer,
+ * so any datagram fits; untouched pages of a slot cost no memory. Chosen by
+ * measurement: docs/benchmarks.md. */
+#define RECV_MANY 16
+
+/* Datagrams one sendmmsg may carry (B3). */
+#define SEND_MANY 64
+
+/* What one recvmmsg entry put into a slot and recv has not handed out yet:
+ * one datagram, or with GRO several from one sender, each `segment` bytes
+ * but the last (0: one datagram of `length` bytes). */
+struct queued {
+    int slot;
+    Py_ssize_t length;
+    Py_ssize_t segment;
+    socklen_t src_len;
+    struct sockaddr_storage src;
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *module;     /* strong: keeps *state alive */
+    udpio_state *state;
+    PyObject *sock;       /* the socket.socket; fd and family cached from it */
+    int fd;
+    int family;
+    /* Written by close() and read by every call: see udpio/_socket.py. */
+    char closed;
+    char recv_exit_releases;
+    char send_exit_releases;
+    char gso_off; /* the kernel refused UDP GSO once: sendmmsg from then on */
+    char gro;     /* UDP_GRO is on: a slot may hold several datagrams (B1) */
+    RoleObject *reader;
+    RoleObject *writer;
+    PyObject *pool;
+    /* Owned by whoever holds the reader role: the batch (B1). slots[i] is a
+     * read buffer or NULL; queue[queue_head .. queue_head + queue_len) are
+     * the datagrams recvmmsg put into slots and recv has not handed out
+     * yet, in arrival order; `current` is the slot of the last frame handed
+     * out (-1: none). */
+    ReadBufferObject *slots[RECV_MANY];
+    struct queued queue[RECV_MANY];
+    int queue_head;
+    int queue_len;
+    Py_ssize_t queue_offset; /* bytes of the head entry already handed out */
+    int current;
+    PyObject *frame;
+    struct sockaddr_storage src; /* the last source address and its tuple */
+    socklen_t src_len;
+    PyObject *src_addr;
+    /* Owned by whoever holds the writer role. */
+    PyObject *dst; /* the last destination and its parsed form */
+    struct sockaddr_storage dst_sa;
+    socklen_t dst_len;
+} CoreObject;
+
+UDPIO_INTERNAL extern PyType_Spec udpio_Core_spec;
+
+/* The methods core.c's table names; each lives with its job. */
+UDPIO_INTERNAL PyObject *Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
+UDPIO_INTERNAL extern const char Core_recv_doc[];
+UDPIO_INTERNAL extern const char Core_send_doc[];
+
+/* Fills out[0..nmax) from positional and keyword arguments; the first
+ * `nrequired` must be given. Only the names in `names` are accepted. */
+static inline int
+parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+           const char *const *names, Py_ssize_t nrequired, Py_ssize_t nmax, PyObject **out)
+{
+    if (nargs > nmax) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fname, nmax,
+                     nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        out[i] = args[i];
+    }
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        Py_ssize_t i = 0;
+        while (i < nmax && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) {
+            i++;
+        }
+        if (i == nmax) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
+            return -1;
+        }
+        if (out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + k];
+    }
+    for (Py_ssize_t i = 0; i < nrequired; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static inline int
+not_initialised(CoreObject *self)
+{
+    if (self->reader == NULL || self->writer == NULL || self->sock == NULL || self->pool == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "udpio: Socket.__init__ was not called");
+        return 1;
+    }
+    return 0;
+}
+
+/* -- addresses (addresses.c) ------------------------------------------ */
+
+/* The tuple the socket module would build for this address (socket.recvfrom). */
+UDPIO_INTERNAL PyObject *make_address(const struct sockaddr_storage *ss, socklen_t len);
+
+/* Parses `dst` for sendto when it is the plain case: an exact tuple of a
+ * numeric host and in-range integers for this socket's family. Returns 0
+ * for anything else, with no exception: the Python twin then does the work
+ * and owns every error message (S3). */
+UDPIO_INTERNAL int parse_destination(int family, PyObject *dst, struct sockaddr_storage *sa,
+                                     socklen_t *len);
+
+/* The parsed destination, from the cache when `dst` is the very object of
+ * the last send (an echo replies to the tuple recv returned; a client sends
+ * to one constant). Caller holds the writer role, which owns the cache. */
+static inline int
+destination(CoreObject *self, PyObject *dst, struct sockaddr_storage *sa, socklen_t *len)
+{
+    if (dst != self->dst) {
+        if (!parse_destination(self->family, dst, &self->dst_sa, &self->dst_len)) {
+            Py_CLEAR(self->dst);
+            return 0;
+        }
+        Py_XSETREF(self->dst, Py_NewRef(dst));
+    }
+    memcpy(sa, &self->dst_sa, self->dst_len);
+    *len = self->dst_len;
+    return 1;
+}
+
+#endif /* UDPIO_H */
