@@ -22,7 +22,7 @@ from typing import Any
 
 import udpio
 import udpio._socket as impl
-from udpio._bench import PAYLOAD, RCVBUF, _fill, _plain_receiver
+from udpio._bench.common import PAYLOAD, RCVBUF, fill, plain_receiver
 
 BATCH = 2000
 
@@ -94,7 +94,7 @@ def _report(title: str, results: dict[str, list[float]]) -> None:
 
 def profile_recv(rounds: int) -> None:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    plain = _plain_receiver()
+    plain = plain_receiver()
     sock = udpio.listen("127.0.0.1:0", rcvbuf=RCVBUF)
     dst = sock.local_addr()
     assert dst is not None
@@ -102,7 +102,7 @@ def profile_recv(rounds: int) -> None:
     buf = bytearray(65536)
 
     def run_plain() -> float:
-        _fill(sender, plain.getsockname(), BATCH)
+        fill(sender, plain.getsockname(), BATCH)
         recv_into = plain.recvfrom_into
         start = time.perf_counter()
         for _ in range(BATCH):
@@ -112,7 +112,7 @@ def profile_recv(rounds: int) -> None:
         return elapsed / BATCH * 1e9
 
     def run(fn: Callable[..., Any]) -> float:
-        _fill(sender, (dst[0], dst[1]), BATCH)
+        fill(sender, (dst[0], dst[1]), BATCH)
         start = time.perf_counter()
         for _ in range(BATCH):
             fn(sock)
@@ -127,7 +127,7 @@ def profile_recv(rounds: int) -> None:
 
 
 def profile_send(rounds: int) -> None:
-    sink = _plain_receiver()
+    sink = plain_receiver()
     plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock = udpio.listen("127.0.0.1:0")
     dst = sink.getsockname()

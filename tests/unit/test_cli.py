@@ -25,6 +25,8 @@ import udpio
 from tests.helpers import HANG, join, plain_peer, run_in_thread
 from udpio import _bench
 from udpio._addresses import parse
+from udpio._bench import figures as bench_figures
+from udpio._bench import receive as bench_receive
 
 #: Where the udpio under test lives. Children run there: ``python -m`` and
 #: ``-c`` put the working directory first on sys.path, and a source checkout
@@ -322,8 +324,9 @@ def test_p1_p2_p3_p4_p5_p6_p7_p8_bench_measures_every_figure_with_consistent_ver
     for rule in ("P1", "P2", "P3"):  # one row per backend, each held to its limit
         assert {f.backend: f.limit for f in by_rule[rule]} == {n: _bench.LIMITS[rule][n] for n in kinds}
     # P6: both allocator states, every backend, each held to 3x fewer ns.
-    states = [(state, f.backend) for f in by_rule["P6"] for state in _bench._P6_STATES if state in f.what]
-    assert sorted(states) == sorted((state, n) for state in _bench._P6_STATES for n in kinds)
+    p6_states = bench_receive._P6_STATES
+    states = [(state, f.backend) for f in by_rule["P6"] for state in p6_states if state in f.what]
+    assert sorted(states) == sorted((state, n) for state in p6_states for n in kinds)
     assert all(f.limit == 0.33 for f in by_rule["P6"])
     if "native" in kinds:
         # P7 natively: GSO (0.25x, or 0.5x where the kernel refused GSO),
@@ -376,9 +379,9 @@ def test_cli_bench_prints_times_in_the_unit_that_reads_best(ns: float, text: str
 
 def test_cli_bench_verdict_follows_the_printed_ratio() -> None:
     # 1.1549 prints as 1.15x; against "<= 1.15x" that is met.
-    figure = _bench._ratio_figure("P2", "send", "python", 1154.9, 1000.0, "sendto loop", 1.15)
+    figure = bench_figures.ratio_figure("P2", "send", "python", 1154.9, 1000.0, "sendto loop", 1.15)
     assert figure.ratio == 1.15 and figure.met
-    assert not _bench._ratio_figure("P2", "send", "python", 1155.1, 1000.0, "sendto loop", 1.15).met
+    assert not bench_figures.ratio_figure("P2", "send", "python", 1155.1, 1000.0, "sendto loop", 1.15).met
 
 
 def test_cli_bench_bad_json_path_fails_before_the_run(tmp_path: Path) -> None:
