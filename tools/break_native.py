@@ -95,6 +95,22 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (self->queue_offset >= q->length) {",
         "    if (self->queue_offset > q->length) {",
     ),
+    "S3 an IPv4 port of 65536 accepted": (
+        "!small_uint(PyTuple_GET_ITEM(dst, 1), 65535, &port)) {",
+        "!small_uint(PyTuple_GET_ITEM(dst, 1), 65536, &port)) {",
+    ),
+    "S3 a flowinfo one past the 20-bit flow label accepted": (
+        "small_uint(PyTuple_GET_ITEM(dst, 2), 0xfffff, &flowinfo)",
+        "small_uint(PyTuple_GET_ITEM(dst, 2), 0x100000, &flowinfo)",
+    ),
+    "S3 a scope_id above 2**32 - 1 truncated and sent": (
+        "small_uint(PyTuple_GET_ITEM(dst, 3), 0xffffffffUL, &scope_id)",
+        "small_uint(PyTuple_GET_ITEM(dst, 3), (unsigned long)-1, &scope_id)",
+    ),
+    "C2 Role re-entry stops counting depth": (
+        "    if (role_is_mine(self)) {\n        self->count++;\n        Py_RETURN_TRUE;",
+        "    if (role_is_mine(self)) {\n        Py_RETURN_TRUE;",
+    ),
     "dst cache never invalidated": (
         "    if (dst != self->dst) {\n        if (!parse",
         "    if (self->dst == NULL) {\n        if (!parse",

@@ -125,6 +125,7 @@ class Socket:
         # GRO goes off, also on an adopted socket that had it on.
         self._gro = set_gro(conn, self._SPLITS_GRO)
         self._sock: Final = conn
+        self._family: Final = conn.family
         self._pool: Final = _pool if _pool is not None else self._default_pool()
         self._rsel: Final = rsel
         self._wait_readable: Final = _waiter(rsel)
@@ -256,6 +257,8 @@ class Socket:
             if self._closed:
                 raise ClosedError()
             try:
+                if len(dst) == 4 and self._family == socket.AF_INET6:  # S3: see _check_scope_id
+                    _check_scope_id(dst)
                 return self._sock.sendto(frame, dst)
             except BlockingIOError:
                 return self._wait_and_send(frame, dst, deadline, timeout)
@@ -289,6 +292,11 @@ class Socket:
         try:
             batch = frames if isinstance(frames, (list, tuple)) else list(frames)
             _check_frames(batch)
+            try:
+                if self._family == socket.AF_INET6:
+                    _check_scope_id(dst)
+            except OverflowError as exc:
+                raise OverflowError(f"udpio: bad destination {dst!r}: {exc}") from None
             deadline = self._take_writer(timeout, "send_batch")
             try:
                 if self._closed:
@@ -550,6 +558,21 @@ def _wait(
     if remaining <= 0:
         raise TimeoutError(f"udpio: {what} timed out after {timeout} s")
     select(remaining)
+
+
+#: The largest IPv6 scope_id (an interface index: 32 bits).
+_MAX_SCOPE_ID: Final = 0xFFFFFFFF
+
+
+def _check_scope_id(dst: object) -> None:
+    # S3: socket.sendto reads an IPv6 scope_id as a C unsigned int without an
+    # overflow check, so 2**32 would quietly become 0 and -1 become 2**32-1:
+    # a datagram for another interface. Refused here, on both backends (the
+    # native fast path sends only in-range values and leaves the rest here).
+    if type(dst) is tuple and len(dst) == 4:
+        scope_id = dst[3]
+        if isinstance(scope_id, int) and not 0 <= scope_id <= _MAX_SCOPE_ID:
+            raise OverflowError(f"scope_id must be 0-{_MAX_SCOPE_ID}")
 
 
 def _check_frames(frames: Sequence[object]) -> None:

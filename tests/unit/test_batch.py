@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+from typing import Optional
 
 import pytest
 
@@ -262,3 +266,38 @@ def test_b4_a_batch_allocates_nothing_per_datagram() -> None:
             tracemalloc.stop()
         assert peak - before < 16 * 1024, f"send_batch peaked at {peak - before} bytes for 1,000 datagrams"
         assert after - before < 16 * 1024, f"receiving 1,000 datagrams kept {after - before} bytes"
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+def test_b3_c6_a_keyboard_interrupt_while_a_batch_waits_carries_sent(tmp_path: Path) -> None:
+    # Ctrl-C lands while send_batch waits for buffer room: the
+    # KeyboardInterrupt (a BaseException, not an Exception) still says how
+    # many datagrams went out, and the Socket stays usable.
+    assert threading.current_thread() is threading.main_thread()
+    main = threading.main_thread()
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        raise KeyboardInterrupt
+
+    def interrupt_when_blocked() -> None:
+        wait_blocked(main)
+        signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+
+    with full_send_buffer(tmp_path) as (sock, path, sink):
+        previous = signal.signal(signal.SIGUSR1, handler)
+        try:
+            helper = threading.Thread(target=interrupt_when_blocked, name="interrupter", daemon=True)
+            helper.start()
+            with pytest.raises(KeyboardInterrupt) as info:
+                sock.send_batch([b"a" * 10, b"b" * 10], path, timeout=HANG)  # type: ignore[arg-type]
+            join(helper)
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+        assert info.value.sent == 0  # type: ignore[attr-defined]  # B3
+        sink.setblocking(False)
+        while True:
+            try:
+                sink.recv(1024)
+            except BlockingIOError:
+                break
+        assert sock.send_batch([b"after"], path, timeout=HANG) == 1  # type: ignore[arg-type]

@@ -567,3 +567,108 @@ def test_c3_simultaneous_closes_never_raise_nor_touch_a_released_descriptor() ->
                 join(thread)
             assert errors == []
             assert descriptors_closed(sock)
+
+
+def test_c2_c5_a_role_taken_twice_by_one_thread_is_held_until_released_twice() -> None:
+    # A Socket's roles are re-entrant for one caller: a signal handler on the
+    # sending thread sends too (C5). Each acquire counts; only the last
+    # release frees the role. (Both backends: an RLock, the C Role.)
+    role = udpio.Socket._new_role()
+
+    def other_thread_takes_it() -> bool:
+        taken: list[bool] = []
+
+        def take() -> None:
+            got = role.acquire(False)
+            taken.append(got)
+            if got:
+                role.release()
+
+        thread = threading.Thread(target=take, name="other")
+        thread.start()
+        join(thread)
+        return taken[0]
+
+    assert role.acquire() and role.acquire()
+    role.release()
+    assert role._is_owned()  # type: ignore[attr-defined]  # both kinds have it
+    assert not other_thread_takes_it(), "one release of two freed the role"
+    role.release()
+    assert not role._is_owned()  # type: ignore[attr-defined]
+    assert other_thread_takes_it(), "two releases of two did not free the role"
+    with pytest.raises(RuntimeError):
+        role.release()  # a release too many is refused, as RLock does
+
+
+@needs_signals
+def test_c2_c5_a_send_from_a_signal_handler_keeps_the_waiting_sends_role(tmp_path: Path) -> None:
+    # The main thread's send waits for room; a signal handler on that thread
+    # sends as well (re-entering the writer role) and gives up at once. The
+    # role must still be the waiting send's afterwards: no other thread's
+    # send may get in, and the waiting send finishes without an error.
+    assert threading.current_thread() is threading.main_thread()
+    with full_send_buffer(tmp_path) as (sock, path, sink):
+        handler_saw: list[BaseException] = []
+        role_free_after_handler: list[bool] = []
+        handled = threading.Event()
+
+        def handler(signum: int, frame: Optional[FrameType]) -> None:
+            try:
+                sock.send(b"from the handler", path, timeout=0)  # type: ignore[arg-type]
+            except TimeoutError as exc:  # the buffer is still full
+                handler_saw.append(exc)
+            handled.set()
+
+        def signal_then_drain() -> None:
+            main = threading.main_thread()
+            wait_blocked(main)
+            signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+            assert handled.wait(HANG)
+            wait_blocked(main)  # the interrupted send waits again
+            got = sock._writer.acquire(False)
+            role_free_after_handler.append(got)
+            if got:
+                sock._writer.release()
+            sink.setblocking(False)
+            while True:  # make room: the waiting send goes out
+                try:
+                    sink.recv(1024)
+                except BlockingIOError:
+                    break
+
+        with _signal_handler(signal.SIGUSR1, handler):
+            helper = threading.Thread(target=signal_then_drain, name="drainer", daemon=True)
+            helper.start()
+            assert sock.send(b"waited", path, timeout=HANG) == 6  # type: ignore[arg-type]
+            join(helper)
+        assert len(handler_saw) == 1
+        assert role_free_after_handler == [False], "the handler's release freed the waiting send's role"
+
+
+def test_c1_the_refusal_is_the_reader_roles_own_test() -> None:
+    # Deterministic form of the race the two-readers test hunts for: another
+    # thread holds the reader role (as a first recv does from its acquire to
+    # its syscall), and recv must be refused at once. A check of anything
+    # but the role itself (a flag set after a check) lets this recv in, to
+    # wait for the role: then it is not refused, every time.
+    with udpio.listen("127.0.0.1:0") as sock:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with sock._reader:
+                holding.set()
+                release.wait(HANG)
+
+        holder = threading.Thread(target=hold, name="holder")
+        holder.start()
+        try:
+            assert holding.wait(HANG)
+            reader, outcome = run_in_thread(lambda: sock.recv(timeout=HANG), "second reader")
+            refused_at_once = outcome.done.wait(HANG / 2)
+        finally:
+            release.set()
+            join(holder)
+        sock.close()
+        join(reader)
+        assert refused_at_once, "recv waited for the role instead of refusing"
+        assert isinstance(outcome.error, udpio.ConcurrentRecvError), outcome.error

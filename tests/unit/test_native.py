@@ -112,3 +112,44 @@ def test_n1_b3_loopback_takes_udp_gso_for_equal_sized_batches(backend: str) -> N
         assert tx.send_batch([b"g" * 100] * 20, dst) == 20
         assert tx._gso_off is False  # type: ignore[attr-defined]  # the kernel took the GSO send
         assert [len(rx.recv(timeout=HANG)[0]) for _ in range(20)] == [100] * 20
+
+
+def _backend_in_child(env: dict[str, str], prelude: str = "") -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", f"{prelude}\nimport udpio; print(udpio.BACKEND)"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=env,
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_n2_no_extensions_0_means_not_set_at_run_time(backend: str) -> None:
+    # As at install time: only a value other than "" and "0" forces pure.
+    if backend != "native":
+        pytest.skip("needs the extension built: the native run checks it")
+    env = _env()
+    assert _backend_in_child({**env, "UDPIO_NO_EXTENSIONS": "0"}) == "native"
+    assert _backend_in_child({**env, "UDPIO_NO_EXTENSIONS": ""}) == "native"
+    assert _backend_in_child({**env, "UDPIO_NO_EXTENSIONS": "yes"}) == "python"
+
+
+#: Makes importing the extension fail as a broken build does: a plain
+#: ImportError (a missing symbol, another ABI), not ModuleNotFoundError.
+_BROKEN_EXTENSION = """
+import sys
+class _Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "udpio._speedups":
+            raise ImportError("udpio/_speedups.so: undefined symbol: PyFoo")
+        return None
+sys.meta_path.insert(0, _Broken())
+"""
+
+
+def test_n2_an_extension_that_fails_to_load_falls_back_to_pure() -> None:
+    env = {key: value for key, value in _env().items() if key != "UDPIO_NO_EXTENSIONS"}
+    assert _backend_in_child(env, _BROKEN_EXTENSION) == "python"

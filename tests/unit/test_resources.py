@@ -118,3 +118,14 @@ def test_f3_descriptors_closed_helper_sees_an_open_socket() -> None:
     assert not descriptors_closed(sock)
     sock.close()
     assert descriptors_closed(sock)
+
+
+def test_r6_the_shared_pool_keeps_at_most_16_idle_buffers() -> None:
+    # The README's promise: a process keeps at most 16 idle 64 KiB read
+    # buffers per backend, however many came back.
+    pool = udpio.Socket._default_pool()
+    taken = [pool.get() for _ in range(20)]
+    kept = [pool.put(buf) for buf in taken]
+    assert kept == [True] * 16 + [False] * 4
+    assert pool.idle_count() == 16
+    assert all(len(buf) == 65536 for buf in taken)

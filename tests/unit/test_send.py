@@ -6,7 +6,9 @@ import array
 import errno
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -15,6 +17,7 @@ from tests.helpers import (
     HANG,
     fd_count,
     full_send_buffer,
+    has_ipv6,
     join,
     pair,
     plain_peer,
@@ -218,3 +221,54 @@ def test_s4_f1_waiting_sends_reuse_one_write_selector(tmp_path: Path) -> None:
                 sock.send(b"late", path, timeout=0.01)  # type: ignore[arg-type]
         assert sock._wsel is first and first is not None
         assert fd_count() == before
+
+
+#: Every bound of every field of a destination tuple, at the bound and one
+#: past it: what each backend must do (None: send it). The kernel refuses
+#: port 0 (EINVAL). A scope_id outside 32 bits is udpio's OverflowError:
+#: socket.sendto would truncate it to another interface's index.
+_V6 = "::1"
+DESTINATION_BOUNDS: list[tuple[str, tuple[object, ...], Optional[type[BaseException]]]] = [
+    ("127.0.0.1", ("127.0.0.1", 65535), None),
+    ("127.0.0.1", ("127.0.0.1", 65536), OverflowError),
+    ("127.0.0.1", ("127.0.0.1", -1), OverflowError),
+    ("127.0.0.1", ("127.0.0.1", 0), OSError),
+    ("127.0.0.1", ("127.0.0.1", 2**64), OverflowError),
+    ("127.0.0.1", ("a" * 300, 9), socket.gaierror),  # too long a name: refused before any lookup
+    (_V6, (_V6, 65535, 0, 0), None),
+    (_V6, (_V6, 65536, 0, 0), OverflowError),
+    (_V6, (_V6, -1, 0, 0), OverflowError),
+    (_V6, (_V6, 9, 0xFFFFF, 0), None),
+    (_V6, (_V6, 9, 0x100000, 0), OverflowError),
+    (_V6, (_V6, 9, -1, 0), OverflowError),
+    (_V6, (_V6, 9, 0, 0), None),
+    (_V6, (_V6, 9, 0, 2**32 - 1), None),
+    (_V6, (_V6, 9, 0, 2**32), OverflowError),
+    (_V6, (_V6, 9, 0, -1), OverflowError),
+    (_V6, (_V6, 9, 0, 2**64), OverflowError),
+]
+
+
+@pytest.mark.parametrize("bind, dst, error", DESTINATION_BOUNDS, ids=lambda v: repr(v)[:40])
+def test_s3_every_destination_field_at_its_bound_and_one_past(
+    bind: str, dst: tuple[object, ...], error: Optional[type[BaseException]]
+) -> None:
+    if ":" in bind and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    host = f"[{bind}]" if ":" in bind else bind
+    with udpio.listen(f"{host}:0") as sock:
+        calls: list[Callable[[], int]] = [
+            lambda: sock.send(b"x", dst),  # type: ignore[arg-type]  # out of range on purpose
+            lambda: sock.send_batch([b"x", b"y"], dst),  # type: ignore[arg-type]
+        ]
+        for call in calls:
+            if error is None:
+                assert call() in (1, 2)
+                continue
+            with pytest.raises(error) as info:
+                call()
+            exc = info.value
+            assert type(exc) is error or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)
+            if error is not OSError:
+                assert getattr(info.value, "sent", 0) == 0  # nothing went out (B3)
+        assert sock.send(b"ok", (bind, 9)) == 2  # S3: the Socket stays usable
