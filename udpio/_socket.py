@@ -23,6 +23,7 @@ long form):
 
 from __future__ import annotations
 
+import errno
 import functools
 import selectors
 import socket
@@ -31,12 +32,15 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol, TypeVar, Union
 
+from udpio import _cmsg
 from udpio._addresses import Address, format_address, resolve
+from udpio._datagram import Datagram, Stats
+from udpio._drops import kernel_drops
 from udpio._errors import ClosedError, ConcurrentRecvError
 from udpio._gro import set_gro
-from udpio._pool import BUFFER_SIZE, BufferPool, shared_pool
+from udpio._pool import BUFFER_SIZE, BufferPool, is_exported, shared_pool
 from udpio._wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -45,6 +49,10 @@ if TYPE_CHECKING:
 __all__ = ["Socket", "listen_with", "wrap_conn_with"]
 
 _FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
+_T = TypeVar("_T")
+
+#: One control message as socket.sendmsg takes it: (level, type, data).
+_Cmsg = tuple[int, int, bytes]
 
 
 class _Role(Protocol):
@@ -124,6 +132,9 @@ class Socket:
         # that splits them again. This one reads one datagram per call, so
         # GRO goes off, also on an adopted socket that had it on.
         self._gro = set_gro(conn, self._SPLITS_GRO)
+        # M1, M4: the kernel says with each datagram where it went, through
+        # which interface, with which TOS (recv_datagram reads it).
+        _cmsg.enable(conn)
         self._sock: Final = conn
         self._family: Final = conn.family
         self._pool: Final = _pool if _pool is not None else self._default_pool()
@@ -133,17 +144,19 @@ class Socket:
         # Made on the first send that finds the kernel buffer full; guarded by _writer.
         self._wsel: Optional[selectors.BaseSelector] = None
 
-        # The reader role: held for the whole of recv. Owns _buf, _frame and
-        # recv's use of the descriptors and of _rsel (C1, R3, R4).
+        # The reader role: held for the whole of recv. Owns _buf, _frame,
+        # _received and recv's use of the descriptors and of _rsel (C1, R3, R4).
         self._reader: Final = self._new_role()
         self._reader_is_me: Final = _owned_by_me(self._reader)
         self._buf: Optional[bytearray] = None
         self._frame: Optional[memoryview] = None
+        self._received = 0  # M3: datagrams the receive calls returned
 
         # The writer role: held while send uses the descriptor or waits for
-        # room in the kernel buffer. Owns _wsel (C2, S4).
+        # room in the kernel buffer. Owns _wsel and _sent (C2, S4, M3).
         self._writer: Final = self._new_role()
         self._writer_is_me: Final = _owned_by_me(self._writer)
+        self._sent = 0  # M3: datagrams that went out
 
         # Set once by close(), before it waits out the roles; a role holder
         # that sees it false may use the descriptors until it lets go.
@@ -159,6 +172,8 @@ class Socket:
         self._fds_lock: Final = threading.RLock()
         self._woken = False
         self._released = False
+        # M3: the kernel's drop count as the descriptor closed; guarded by _fds_lock.
+        self._final_drops: Optional[int] = None
 
         # Cached: the bound address never changes, and reading it from the
         # cache needs no role. None until an adopted socket gets bound.
@@ -221,30 +236,114 @@ class Socket:
             try:
                 nbytes, addr = self._sock.recvfrom_into(buf)
             except BlockingIOError:
-                nbytes, addr = self._wait_and_recv(buf, timeout)
+                nbytes, addr = self._wait_and_recv(functools.partial(self._sock.recvfrom_into, buf), timeout)
             frame = self._frame = memoryview(buf).toreadonly()[:nbytes]
+            self._received += 1
             return frame, addr
         finally:
             if self._recv_exit_releases:
                 self._release()
             reader.release()
 
-    def send(self, frame: ReadableBuffer, dst: Address, timeout: Optional[float] = None) -> int:
+    def recv_datagram(self, timeout: Optional[float] = None) -> Datagram:
+        """Receive one datagram as ``recv`` does, with where it was sent to.
+
+        Returns a ``Datagram`` ``(frame, src, dst, ifindex, tos)``: ``frame``
+        and ``src`` as ``recv`` returns them, ``dst`` the local address the
+        sender used (on a Socket bound to every address, the one the client
+        wrote to), ``ifindex`` the interface, ``tos`` the TOS or traffic
+        class byte. Answer it with ``reply``. The frame follows ``recv``'s
+        rules: valid until the next receive call of any kind.
+
+        Raises what ``recv`` raises. Thread-safe, one caller at a time,
+        shared with ``recv``: a second thread in either gets
+        ``ConcurrentRecvError``.
+        """
+        if timeout is not None:
+            _check_timeout(timeout)
+        reader = self._reader
+        if self._reader_is_me() or not reader.acquire(False):
+            raise self._recv_refused()  # C1, as in recv
+        try:
+            buf = self._read_buffer()
+            recvmsg_into = self._sock.recvmsg_into
+            try:
+                nbytes, ancdata, flags, src = recvmsg_into([buf], _cmsg.SPACE)
+            except BlockingIOError:
+                nbytes, ancdata, flags, src = self._wait_and_recv(
+                    functools.partial(recvmsg_into, [buf], _cmsg.SPACE), timeout
+                )
+            frame = self._frame = memoryview(buf).toreadonly()[:nbytes]
+            dst, ifindex, tos = _cmsg.parse(ancdata, flags, self._family, self._port())
+            self._received += 1
+            return Datagram(frame, src, dst, ifindex, tos)
+        finally:
+            if self._recv_exit_releases:
+                self._release()
+            reader.release()
+
+    def _read_buffer(self) -> bytearray:
+        # What every receive does first, holding the reader role (recv does
+        # the same steps inlined, for P1): release the last frame (R3), drop
+        # its buffer if the caller still views it (R4), refuse after close
+        # (R5), and return the buffer to read into.
+        frame = self._frame
+        if frame is not None:
+            self._frame = None
+            try:
+                frame.release()
+            except BufferError:
+                pass  # the caller exports the frame itself: it stays valid
+            buf = self._buf
+            if buf is not None and is_exported(buf):
+                self._buf = None  # retained by the caller: never write it again
+        if self._closed:
+            self._return_buffer()
+            raise ClosedError()
+        buf = self._buf
+        if buf is None:
+            buf = self._buf = self._pool.get()
+        return buf
+
+    def _port(self) -> int:
+        # The bound port, for Datagram.dst. Caller holds the reader role,
+        # which lets it ask the descriptor when the cache is empty (an
+        # adopted socket bound by a send since).
+        local = self._local
+        if local is not None:
+            return local[1]
+        name: object = self._sock.getsockname()
+        return name[1] if isinstance(name, tuple) else 0
+
+    def send(
+        self,
+        frame: ReadableBuffer,
+        dst: Address,
+        timeout: Optional[float] = None,
+        *,
+        src: Union[str, Address, None] = None,
+    ) -> int:
         """Send ``frame`` as one datagram to ``dst``; return the bytes written.
 
         ``frame`` is anything with the buffer protocol (a frame from
         ``recv`` echoes without a copy); ``dst`` is an address tuple as
         ``recv`` returns it. When the kernel's send buffer is full, waits for
-        room: ``timeout`` bounds that wait as in ``recv``.
+        room: ``timeout`` bounds that wait as in ``recv``. ``src``, a
+        numeric address of this host (or an address tuple with port 0 or
+        this Socket's), is the address it leaves from (``reply`` does this
+        for you); by default the kernel chooses.
 
         Raises ``TypeError``/``ValueError``/``OverflowError`` naming a bad
-        ``frame`` or ``dst`` (the Socket stays usable), ``ClosedError``,
-        ``TimeoutError``, and kernel errors (``EMSGSIZE``, ``ECONNREFUSED``,
-        ...) verbatim with their errno.
+        ``frame``, ``dst`` or ``src`` (the Socket stays usable),
+        ``ClosedError``, ``TimeoutError``, and kernel errors (``EMSGSIZE``,
+        ``ECONNREFUSED``, a ``src`` not of this host, ...) verbatim with
+        their errno.
 
         Thread-safe: any number of threads may send, also while another
         thread is in ``recv``.
         """
+        if src is not None:
+            return self._send_from(frame, dst, self._source_cmsg(src), timeout)
         # _take_writer and _give_writer, inlined: two method calls were 3-5%
         # of a pure send on 3.10 (P2).
         writer = self._writer
@@ -259,18 +358,80 @@ class Socket:
             try:
                 if len(dst) == 4 and self._family == socket.AF_INET6:  # S3: see _check_scope_id
                     _check_scope_id(dst)
-                return self._sock.sendto(frame, dst)
+                nbytes = self._sock.sendto(frame, dst)
             except BlockingIOError:
-                return self._wait_and_send(frame, dst, deadline, timeout)
+                nbytes = self._wait_and_send(
+                    functools.partial(self._sock.sendto, frame, dst), deadline, timeout
+                )
             except (TypeError, ValueError, OverflowError, BufferError) as exc:
                 raise _bad_send_arguments(frame, dst, exc) from None
+            self._sent += 1
+            return nbytes
         finally:
             if self._send_exit_releases:
                 self._release()
             writer.release()
 
+    def _send_from(self, frame: ReadableBuffer, dst: Address, cmsg: _Cmsg, timeout: Optional[float]) -> int:
+        # send() with a src (M2): one sendmsg carrying the source's pktinfo.
+        # The same steps as send; off the hot path, so not inlined.
+        deadline = self._take_writer(timeout, "send")
+        try:
+            if self._closed:
+                raise ClosedError()
+            sendmsg = functools.partial(self._sock.sendmsg, [frame], [cmsg], 0, dst)
+            try:
+                if self._family == socket.AF_INET6:
+                    _check_scope_id(dst)
+                nbytes = sendmsg()
+            except BlockingIOError:
+                nbytes = self._wait_and_send(sendmsg, deadline, timeout)
+            except (TypeError, ValueError, OverflowError, BufferError) as exc:
+                raise _bad_send_arguments(frame, dst, exc) from None
+            self._sent += 1
+            return nbytes
+        finally:
+            self._give_writer()
+
+    def _source_cmsg(self, src: object) -> _Cmsg:
+        # M2: the control message for a source address, checked before
+        # anything is sent. (The native send calls this on a cache miss.)
+        local = self._local
+        if local is None and not isinstance(src, str) and not self._closed:
+            local = self.local_addr()  # the Socket may have been bound by a send since
+        return _cmsg.source(src, self._family, local[1] if local is not None else 0)
+
+    def reply(self, frame: ReadableBuffer, to: Datagram, timeout: Optional[float] = None) -> int:
+        """Answer ``to`` (a ``Datagram``): send ``frame`` to ``to.src`` from ``to.dst``.
+
+        A client with a connected socket (``dig``, DNS, QUIC and STUN
+        clients) drops an answer from any other address than the one it
+        wrote to; on a Socket bound to ``0.0.0.0`` or ``[::]`` on a host
+        with several addresses, only this answers every client. Where
+        ``to.dst`` is unknown, a wildcard, multicast or broadcast address,
+        the kernel chooses the source, as for ``send``.
+
+        Raises what ``send`` raises. Thread-safe, as ``send``.
+        """
+        src = _cmsg.reply_source(to.dst)
+        if src is None:
+            return self.send(frame, to.src, timeout)
+        try:
+            return self.send(frame, to.src, timeout, src=src)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or isinstance(exc, ClosedError):
+                raise
+        # A subnet broadcast address shows itself only here: the kernel
+        # refuses it as a source (nothing was sent). Let the kernel choose.
+        return self.send(frame, to.src, timeout)
+
     def send_batch(
-        self, frames: Iterable[ReadableBuffer], dst: Address, timeout: Optional[float] = None
+        self,
+        frames: Iterable[ReadableBuffer],
+        dst: Address,
+        timeout: Optional[float] = None,
+        *,
+        src: Union[str, Address, None] = None,
     ) -> int:
         """Send each buffer in ``frames`` as one datagram to ``dst``, in order; return how many.
 
@@ -280,7 +441,9 @@ class Socket:
         The batch holds the writer role throughout, so another thread's
         ``send`` never lands in the middle of it. Every frame is
         checked before anything is sent. ``timeout`` bounds the whole batch,
-        waits for buffer room included.
+        waits for buffer room included. ``src`` is as for ``send``. Where the
+        path cannot take a GSO run (a small MTU, a device without the
+        offload), the same datagrams go out without it.
 
         Raises what ``send`` raises (a bad frame is named by its index).
         Every exception it raises carries ``.sent``: how many datagrams of
@@ -292,6 +455,7 @@ class Socket:
         try:
             batch = frames if isinstance(frames, (list, tuple)) else list(frames)
             _check_frames(batch)
+            cmsg = None if src is None else self._source_cmsg(src)
             try:
                 if self._family == socket.AF_INET6:
                     _check_scope_id(dst)
@@ -303,11 +467,14 @@ class Socket:
                     raise ClosedError()
                 while sent < len(batch):
                     try:
-                        sent += self._send_some(batch, sent, dst)
+                        went = self._send_some(batch, sent, dst, cmsg)
                     except BlockingIOError:
                         self._await_writable(deadline, timeout, "send_batch")
+                        continue
                     except (TypeError, ValueError, OverflowError) as exc:
                         raise _bad_send_arguments(batch[sent], dst, exc) from None
+                    sent += went
+                    self._sent += went
             finally:
                 self._give_writer()
         except BaseException as exc:
@@ -315,10 +482,15 @@ class Socket:
             raise
         return sent
 
-    def _send_some(self, frames: Sequence[ReadableBuffer], start: int, dst: Address) -> int:
+    def _send_some(
+        self, frames: Sequence[ReadableBuffer], start: int, dst: Address, cmsg: Optional[_Cmsg]
+    ) -> int:
         # Send frames[start] and return how many went out: one here; the
         # native twin sends up to 64 (GSO or sendmmsg). Caller holds the writer role.
-        self._sock.sendto(frames[start], dst)
+        if cmsg is None:
+            self._sock.sendto(frames[start], dst)
+        else:
+            self._sock.sendmsg([frames[start]], [cmsg], 0, dst)
         return 1
 
     def _take_writer(self, timeout: Optional[float], what: str) -> Optional[float]:
@@ -340,16 +512,15 @@ class Socket:
 
     # -- waiting (the slow path) --------------------------------------------
 
-    def _wait_and_recv(self, buf: bytearray, timeout: Optional[float]) -> tuple[int, Address]:
+    def _wait_and_recv(self, read: Callable[[], _T], timeout: Optional[float]) -> _T:
         # Caller holds the reader role. Wait only after the syscall said
         # "would block", and retry it after every wake-up. (The native recv
         # runs this same loop in C, calling _await_readable.)
         deadline = None if timeout is None else monotonic() + timeout
-        recvfrom_into = self._sock.recvfrom_into
         while True:
             self._await_readable(deadline, timeout)
             try:
-                return recvfrom_into(buf)
+                return read()
             except BlockingIOError:
                 continue  # a wake-up with nothing to read; wait again
 
@@ -361,13 +532,14 @@ class Socket:
             raise ClosedError("closed while waiting in recv")
 
     def _wait_and_send(
-        self, frame: ReadableBuffer, dst: Address, deadline: Optional[float], timeout: Optional[float]
+        self, send: Callable[[], int], deadline: Optional[float], timeout: Optional[float]
     ) -> int:
-        # Caller holds the writer role.
+        # Wait for room and call send() again, until it goes out. Caller
+        # holds the writer role.
         while True:
             self._await_writable(deadline, timeout, "send")
             try:
-                return self._sock.sendto(frame, dst)
+                return send()
             except BlockingIOError:
                 continue
 
@@ -436,6 +608,7 @@ class Socket:
                 return
             self._closed = True
             try:
+                self._final_drops = kernel_drops(self._sock)  # M3: stats() after close
                 self._rsel.close()
                 if self._wsel is not None:
                     self._wsel.close()
@@ -443,6 +616,19 @@ class Socket:
             finally:
                 self._sock.close()
                 self._released = True
+
+    def stats(self) -> Stats:
+        """``Stats(received, sent, kernel_drops)``: what this Socket has moved so far.
+
+        ``kernel_drops`` is the kernel's own count of datagrams it dropped
+        for this socket (most often: the receive buffer was full; a larger
+        ``rcvbuf`` helps), or ``None`` where the platform keeps none. After
+        ``close()`` it answers with the final counts. Cheap (one
+        ``getsockopt``); thread-safe; never waits for a ``recv`` or ``send``.
+        """
+        with self._fds_lock:  # the descriptor stays open meanwhile (C3)
+            drops = self._final_drops if self._released else kernel_drops(self._sock)
+        return Stats(self._received, self._sent, drops)
 
     def _return_buffer(self) -> None:
         # Caller holds the reader role.

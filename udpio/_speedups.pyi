@@ -1,8 +1,9 @@
 # Types of the C extension (udpio/_c/), for mypy --strict.
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from udpio._addresses import Address
+from udpio._datagram import Datagram
 
 SPLITS_GRO: bool
 
@@ -36,7 +37,16 @@ class Core:
     """The native hot path of udpio.Socket; a base class of udpio._native.Socket."""
 
     # Also the attributes _sock, _reader, _writer, _pool, _buf, _frame,
-    # _gro, _closed, _recv_exit_releases and _send_exit_releases, typed where
-    # udpio._socket.Socket declares them.
+    # _gro, _closed, _recv_exit_releases, _send_exit_releases, _received and
+    # _sent, typed where udpio._socket.Socket declares them.
+    _gso_sends: int
     def recv(self, timeout: Optional[float] = None) -> tuple[memoryview, Address]: ...
-    def send(self, frame: Any, dst: Address, timeout: Optional[float] = None) -> int: ...
+    def recv_datagram(self, timeout: Optional[float] = None) -> Datagram: ...
+    def send(
+        self,
+        frame: Any,
+        dst: Address,
+        timeout: Optional[float] = None,
+        *,
+        src: Union[str, Address, None] = None,
+    ) -> int: ...

@@ -43,6 +43,7 @@ Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->state = PyModule_GetState(module);
     self->fd = -1;
     self->current = -1;
+    self->local_port = -1;
     return (PyObject *)self;
 }
 
@@ -60,7 +61,9 @@ Core_traverse(CoreObject *self, visitproc visit, void *arg)
     }
     Py_VISIT(self->frame);
     Py_VISIT(self->src_addr);
+    Py_VISIT(self->to_addr);
     Py_VISIT(self->dst);
+    Py_VISIT(self->from.obj);
     return 0;
 }
 
@@ -76,7 +79,9 @@ Core_clear(CoreObject *self)
     }
     Py_CLEAR(self->frame);
     Py_CLEAR(self->src_addr);
+    Py_CLEAR(self->to_addr);
     Py_CLEAR(self->dst);
+    Py_CLEAR(self->from.obj);
     /* module last: the state must outlive everything that may use it */
     Py_CLEAR(self->module);
     return 0;
@@ -293,13 +298,20 @@ static PyMemberDef Core_members[] = {
     {"_gso_off", T_BOOL, offsetof(CoreObject, gso_off), READONLY,
      "Whether the kernel refused UDP GSO for this socket (send_batch then uses sendmmsg)."},
     {"_pool", T_OBJECT, offsetof(CoreObject, pool), 0, NULL},
+    /* M3: written by the receive and send calls, C or Python, each under its role. */
+    {"_received", T_PYSSIZET, offsetof(CoreObject, received), 0, NULL},
+    {"_sent", T_PYSSIZET, offsetof(CoreObject, sent), 0, NULL},
+    {"_gso_sends", T_PYSSIZET, offsetof(CoreObject, gso_sends), READONLY,
+     "How many UDP GSO sends the kernel took (B3, B5; for tests and diagnostics)."},
     {NULL},
 };
 static PyMethodDef Core_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))Core_recv, METH_FASTCALL | METH_KEYWORDS, Core_recv_doc},
+    {"recv_datagram", (PyCFunction)(void (*)(void))Core_recv_datagram,
+     METH_FASTCALL | METH_KEYWORDS, Core_recv_datagram_doc},
     {"send", (PyCFunction)(void (*)(void))Core_send, METH_FASTCALL | METH_KEYWORDS, Core_send_doc},
     {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,
-     "The native Socket._send_some: up to 64 datagrams per sendmmsg."},
+     "The native Socket._send_some: up to 64 datagrams per GSO send or sendmmsg."},
     {NULL},
 };
 

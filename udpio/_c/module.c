@@ -56,7 +56,10 @@ udpio_exec(PyObject *module)
     st->memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");
     st->ClosedError = import_attr("udpio._errors", "ClosedError");
     st->monotonic = import_attr("time", "monotonic");
-    if (st->memoryview_release == NULL || st->ClosedError == NULL || st->monotonic == NULL) {
+    st->Datagram = import_attr("udpio._datagram", "Datagram");
+    st->src_kwnames = Py_BuildValue("(s)", "src");
+    if (st->memoryview_release == NULL || st->ClosedError == NULL || st->monotonic == NULL ||
+        st->Datagram == NULL || st->src_kwnames == NULL) {
         return -1;
     }
     if (intern(&st->str_get, "get") < 0 || intern(&st->str_put, "put") < 0 ||
@@ -65,7 +68,8 @@ udpio_exec(PyObject *module)
         intern(&st->str_await_readable, "_await_readable") < 0 ||
         intern(&st->str_check_timeout, "_check_timeout") < 0 ||
         intern(&st->str_send_slow, "_send_slow") < 0 ||
-        intern(&st->str_send_some_slow, "_send_some_slow") < 0) {
+        intern(&st->str_send_some_slow, "_send_some_slow") < 0 ||
+        intern(&st->str_source_cmsg, "_source_cmsg") < 0) {
         return -1;
     }
     return 0;
@@ -81,6 +85,8 @@ udpio_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->memoryview_release);
     Py_VISIT(st->ClosedError);
     Py_VISIT(st->monotonic);
+    Py_VISIT(st->Datagram);
+    Py_VISIT(st->src_kwnames);
     return 0;
 }
 
@@ -94,6 +100,8 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->memoryview_release);
     Py_CLEAR(st->ClosedError);
     Py_CLEAR(st->monotonic);
+    Py_CLEAR(st->Datagram);
+    Py_CLEAR(st->src_kwnames);
     Py_CLEAR(st->str_get);
     Py_CLEAR(st->str_put);
     Py_CLEAR(st->str_release);
@@ -102,6 +110,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_check_timeout);
     Py_CLEAR(st->str_send_slow);
     Py_CLEAR(st->str_send_some_slow);
+    Py_CLEAR(st->str_source_cmsg);
     return 0;
 }
 

@@ -3,6 +3,7 @@
  * view that the next recv releases (the twin of udpio/_socket.py's
  * Socket.recv, which shows each step plainly). */
 #include "udpio.h"
+#include "cmsg.h"
 #include "gro.h"
 
 static int
@@ -24,23 +25,99 @@ same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b,
     return memcmp(a, b, len) == 0;
 }
 
-/* The source address of the datagram just read: the previous tuple again
- * when the datagram came from the same place (no str and tuple per
- * datagram for a steady peer). Caller holds the reader role. */
+/* The tuple for `ss`: the previous one again when the address is the same
+ * (no str and tuple per datagram for a steady peer, or for the one local
+ * address a server is asked on). `seen`, `seen_len`, `tuple` are one cache;
+ * the caller holds the reader role, which owns them. */
 static PyObject *
-source_address(CoreObject *self, const struct sockaddr_storage *ss, socklen_t len)
+cached_address(PyObject **tuple, struct sockaddr_storage *seen, socklen_t *seen_len,
+               const struct sockaddr_storage *ss, socklen_t len)
 {
-    if (self->src_addr != NULL && len == self->src_len && same_address(ss, &self->src, len)) {
-        return Py_NewRef(self->src_addr);
+    if (*tuple != NULL && len == *seen_len && same_address(ss, seen, len)) {
+        return Py_NewRef(*tuple);
     }
     PyObject *addr = make_address(ss, len);
     if (addr == NULL) {
         return NULL;
     }
-    Py_XSETREF(self->src_addr, Py_NewRef(addr));
-    memcpy(&self->src, ss, len);
-    self->src_len = len;
+    Py_XSETREF(*tuple, Py_NewRef(addr));
+    memcpy(seen, ss, len);
+    *seen_len = len;
     return addr;
+}
+
+/* The bound port, asked once (an adopted socket may have been bound by a
+ * send since construction). Caller holds the reader role. */
+static int
+local_port(CoreObject *self)
+{
+    if (self->local_port < 0) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(self->fd, (struct sockaddr *)&ss, &len) < 0) {
+            return 0;
+        }
+        int port = ss.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                   : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                              : 0;
+        if (port == 0) {
+            return 0; /* not bound yet: ask again next time */
+        }
+        self->local_port = port;
+    }
+    return self->local_port;
+}
+
+/* M1: (dst, ifindex, tos) of a queued read, from its control data; the
+ * Socket's port in dst. Returns 0, or -1 with an exception. */
+static int
+arrival_of(CoreObject *self, struct queued *q, PyObject **dst, PyObject **ifindex, PyObject **tos)
+{
+    struct msghdr msg;
+    struct arrival at;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_control = self->control[q->slot].buf;
+    msg.msg_controllen = q->control_len;
+    msg.msg_flags = q->flags;
+    parse_arrival(&msg, self->family, &at);
+    if (at.have_dst) {
+        uint16_t port = htons((uint16_t)local_port(self));
+        if (at.dst.ss_family == AF_INET) {
+            ((struct sockaddr_in *)&at.dst)->sin_port = port;
+        }
+        else {
+            ((struct sockaddr_in6 *)&at.dst)->sin6_port = port;
+        }
+        *dst = cached_address(&self->to_addr, &self->to, &self->to_len, &at.dst, at.dst_len);
+    }
+    else {
+        *dst = Py_NewRef(Py_None);
+    }
+    *ifindex = PyLong_FromLong(at.ifindex);
+    *tos = at.have_tos ? PyLong_FromLong(at.tos) : Py_NewRef(Py_None);
+    if (*dst == NULL || *ifindex == NULL || *tos == NULL) {
+        Py_CLEAR(*dst);
+        Py_CLEAR(*ifindex);
+        Py_CLEAR(*tos);
+        return -1;
+    }
+    return 0;
+}
+
+/* A Datagram(frame, src, dst, ifindex, tos), made as tuple.__new__ makes a
+ * named tuple's instance (no Python-level __new__ per datagram). Steals
+ * `items`, a new 5-tuple. */
+static PyObject *
+make_datagram(CoreObject *self, PyObject *items)
+{
+    PyObject *args = PyTuple_Pack(1, items);
+    Py_DECREF(items);
+    if (args == NULL) {
+        return NULL;
+    }
+    PyObject *datagram = PyTuple_Type.tp_new((PyTypeObject *)self->state->Datagram, args, NULL);
+    Py_DECREF(args);
+    return datagram;
 }
 /* A float or int >= 0 passes here; anything else goes to the Python twin's
  * check, which owns the error message (R7). */
@@ -179,10 +256,6 @@ recv_batch(CoreObject *self, int *err)
 #ifdef __linux__
     struct mmsghdr msgs[RECV_MANY];
     struct iovec iov[RECV_MANY];
-    union {
-        char buf[CMSG_SPACE(sizeof(int))]; /* the kernel puts UDP_GRO's first */
-        struct cmsghdr align;
-    } control[RECV_MANY];
     memset(msgs, 0, sizeof(msgs));
     for (int i = 0; i < RECV_MANY; i++) {
         iov[i].iov_base = self->slots[i]->data;
@@ -191,10 +264,9 @@ recv_batch(CoreObject *self, int *err)
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &self->queue[i].src;
         msgs[i].msg_hdr.msg_namelen = sizeof(self->queue[i].src);
-        if (self->gro) {
-            msgs[i].msg_hdr.msg_control = control[i].buf;
-            msgs[i].msg_hdr.msg_controllen = sizeof(control[i].buf);
-        }
+        /* Each slot its own control buffer: it stays with the read (M1, B1). */
+        msgs[i].msg_hdr.msg_control = self->control[i].buf;
+        msgs[i].msg_hdr.msg_controllen = sizeof(self->control[i].buf);
     }
     Py_BEGIN_ALLOW_THREADS
     n = recvmmsg(fd, msgs, RECV_MANY, 0, NULL);
@@ -205,6 +277,8 @@ recv_batch(CoreObject *self, int *err)
         self->queue[i].length = (Py_ssize_t)msgs[i].msg_len;
         self->queue[i].segment = self->gro ? gro_segment(&msgs[i].msg_hdr) : 0;
         self->queue[i].src_len = msgs[i].msg_hdr.msg_namelen;
+        self->queue[i].control_len = msgs[i].msg_hdr.msg_controllen;
+        self->queue[i].flags = msgs[i].msg_hdr.msg_flags;
     }
 #else /* one datagram per call where there is no recvmmsg */
     ssize_t got;
@@ -219,6 +293,8 @@ recv_batch(CoreObject *self, int *err)
     self->queue[0].length = (Py_ssize_t)got;
     self->queue[0].segment = 0;
     self->queue[0].src_len = len;
+    self->queue[0].control_len = 0; /* no control data: Datagram.dst is None */
+    self->queue[0].flags = 0;
 #endif
     if (n > 0) {
         self->queue_head = 0;
@@ -228,35 +304,52 @@ recv_batch(CoreObject *self, int *err)
 }
 
 /* Hand out the oldest queued datagram: a read-only memoryview of exactly its
- * bytes (R1, R2), and its sender. With GRO the head entry may hold several;
- * each gets its own view at its own offset, and the entry leaves the queue
- * with its last datagram. */
+ * bytes (R1, R2), and its sender; for recv_datagram (`datagram` true) a
+ * Datagram with the read's destination, interface and TOS (M1). With GRO
+ * the head entry may hold several; each gets its own view at its own
+ * offset and the entry's control data, and the entry leaves the queue with
+ * its last datagram. */
 static PyObject *
-hand_out(CoreObject *self)
+hand_out(CoreObject *self, int datagram)
 {
     struct queued *q = &self->queue[self->queue_head];
     Py_ssize_t length = q->length - self->queue_offset;
     if (q->segment > 0 && length > q->segment) {
         length = q->segment;
     }
-    PyObject *addr = source_address(self, &q->src, q->src_len);
-    if (addr == NULL) {
+    PyObject *result = PyTuple_New(datagram ? 5 : 2);
+    if (result == NULL) {
         return NULL;
+    }
+    PyObject *addr = cached_address(&self->src_addr, &self->src, &self->src_len, &q->src, q->src_len);
+    if (addr == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 1, addr);
+    if (datagram) {
+        PyObject *dst, *ifindex, *tos;
+        if (arrival_of(self, q, &dst, &ifindex, &tos) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, 2, dst);
+        PyTuple_SET_ITEM(result, 3, ifindex);
+        PyTuple_SET_ITEM(result, 4, tos);
     }
     ReadBufferObject *buf = self->slots[q->slot];
     buf->offset = self->queue_offset;
     buf->length = length;
     PyObject *frame = PyMemoryView_FromObject((PyObject *)buf);
     if (frame == NULL) {
-        Py_DECREF(addr);
+        Py_DECREF(result);
         return NULL;
     }
-    PyObject *result = PyTuple_New(2);
-    if (result == NULL) {
-        Py_DECREF(frame);
-        Py_DECREF(addr);
-        return NULL;
+    PyTuple_SET_ITEM(result, 0, frame);
+    if (datagram && (result = make_datagram(self, result)) == NULL) {
+        return NULL; /* the frame went with it, never handed out: nothing to release */
     }
+    self->received++;
     self->current = q->slot;
     self->queue_offset += length;
     if (self->queue_offset >= q->length) {
@@ -265,8 +358,6 @@ hand_out(CoreObject *self)
         self->queue_offset = 0;
     }
     self->frame = Py_NewRef(frame);
-    PyTuple_SET_ITEM(result, 0, frame);
-    PyTuple_SET_ITEM(result, 1, addr);
     return result;
 }
 
@@ -290,14 +381,14 @@ make_deadline(CoreObject *self, PyObject *timeout)
  * (Socket._await_readable, which raises TimeoutError or ClosedError) and try
  * again. Caller holds the reader role, with every slot filled. */
 static PyObject *
-recv_or_wait(CoreObject *self, PyObject *timeout)
+recv_or_wait(CoreObject *self, PyObject *timeout, int datagram)
 {
     PyObject *deadline = NULL;
     int err;
     for (;;) {
         if (recv_batch(self, &err) > 0) {
             Py_XDECREF(deadline);
-            return hand_out(self);
+            return hand_out(self, datagram);
         }
         if (err == EINTR) {
             /* PEP 475: run the handlers, then retry (C6); a handler may close (C5). */
@@ -332,7 +423,7 @@ recv_or_wait(CoreObject *self, PyObject *timeout)
 
 /* Everything recv does while holding the reader role (Socket.recv's try). */
 static PyObject *
-recv_as_reader(CoreObject *self, PyObject *timeout)
+recv_as_reader(CoreObject *self, PyObject *timeout, int datagram)
 {
     if (release_frame(self) < 0) {
         return NULL;
@@ -345,12 +436,12 @@ recv_as_reader(CoreObject *self, PyObject *timeout)
         return closed_error(self);
     }
     if (self->queue_len > 0) { /* B1, B2: what the last batch took comes first */
-        return hand_out(self);
+        return hand_out(self, datagram);
     }
     if (fill_slots(self) < 0) {
         return NULL;
     }
-    return recv_or_wait(self, timeout);
+    return recv_or_wait(self, timeout, datagram);
 }
 
 /* C5: when close() ran on this very thread (a signal handler), this call
@@ -394,12 +485,14 @@ recv_refused(CoreObject *self)
     return NULL;
 }
 
-PyObject *
-Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* recv and recv_datagram: one reader role, one queue, one frame (M1). */
+static inline PyObject *
+receive(CoreObject *self, const char *fname, PyObject *const *args, Py_ssize_t nargs,
+        PyObject *kwnames, int datagram)
 {
     static const char *const names[] = {"timeout"};
     PyObject *argv[1] = {NULL};
-    if (parse_args("recv", args, nargs, kwnames, names, 0, 1, argv) < 0) {
+    if (parse_args(fname, args, nargs, kwnames, names, 0, 1, argv) < 0) {
         return NULL;
     }
     PyObject *timeout = argv[0] != NULL ? argv[0] : Py_None;
@@ -413,12 +506,24 @@ Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         return recv_refused(self);
     }
     role_took(self->reader);
-    PyObject *result = recv_as_reader(self, timeout);
+    PyObject *result = recv_as_reader(self, timeout, datagram);
     if (self->recv_exit_releases) {
         result = release_on_exit(self, result);
     }
     role_give(self->reader);
     return result;
+}
+
+PyObject *
+Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return receive(self, "recv", args, nargs, kwnames, 0);
+}
+
+PyObject *
+Core_recv_datagram(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return receive(self, "recv_datagram", args, nargs, kwnames, 1);
 }
 
 /* The Python twin's docstring, word for word (a test checks). */
@@ -445,3 +550,20 @@ const char Core_recv_doc[] =
     "Thread-safe, one caller at a time: a second thread calling ``recv``\n"
     "meanwhile gets ``ConcurrentRecvError`` at once.\n";
 
+/* The Python twin's docstring, word for word (a test checks). */
+const char Core_recv_datagram_doc[] =
+    "recv_datagram($self, /, timeout=None)\n"
+    "--\n"
+    "\n"
+    "Receive one datagram as ``recv`` does, with where it was sent to.\n"
+    "\n"
+    "Returns a ``Datagram`` ``(frame, src, dst, ifindex, tos)``: ``frame``\n"
+    "and ``src`` as ``recv`` returns them, ``dst`` the local address the\n"
+    "sender used (on a Socket bound to every address, the one the client\n"
+    "wrote to), ``ifindex`` the interface, ``tos`` the TOS or traffic\n"
+    "class byte. Answer it with ``reply``. The frame follows ``recv``'s\n"
+    "rules: valid until the next receive call of any kind.\n"
+    "\n"
+    "Raises what ``recv`` raises. Thread-safe, one caller at a time,\n"
+    "shared with ``recv``: a second thread in either gets\n"
+    "``ConcurrentRecvError``.\n";

@@ -2,6 +2,7 @@
  * sizes as one UDP GSO send (the twin of udpio/_socket.py's
  * Socket.send_batch and _send_some, which sends one at a time). */
 #include "udpio.h"
+#include "cmsg.h"
 
 #ifdef __linux__
 /* How many of the k views UDP GSO can carry in one sendmsg: every one but
@@ -25,27 +26,33 @@ gso_run(const Py_buffer *views, Py_ssize_t k)
     return n;
 }
 
-/* One sendmsg with UDP_SEGMENT: the kernel cuts the iovecs' bytes into
- * datagrams of gso_size (B3). No copy: the iovecs point at the frames. */
+/* One sendmsg with UDP_SEGMENT (and the source's pktinfo, M2): the kernel
+ * cuts the iovecs' bytes into datagrams of gso_size (B3). No copy: the
+ * iovecs point at the frames. */
 static int
 send_gso(int fd, struct iovec *iov, Py_ssize_t n, struct sockaddr_storage *sa, socklen_t sa_len,
-         uint16_t gso_size, int *err)
+         uint16_t gso_size, const struct source *from, int *err)
 {
-    char control[CMSG_SPACE(sizeof(uint16_t))];
+    control_buffer control;
     struct msghdr msg;
     memset(&msg, 0, sizeof(msg));
-    memset(control, 0, sizeof(control));
+    memset(&control, 0, sizeof(control));
     msg.msg_name = sa;
     msg.msg_namelen = sa_len;
     msg.msg_iov = iov;
     msg.msg_iovlen = (size_t)n;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_UDP;
     cm->cmsg_type = UDP_SEGMENT;
     cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
     memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+    size_t used = CMSG_SPACE(sizeof(uint16_t));
+    if (from != NULL) {
+        used += put_source(CMSG_NXTHDR(&msg, cm), from);
+    }
+    msg.msg_controllen = used;
     ssize_t r;
     Py_BEGIN_ALLOW_THREADS
     r = sendmsg(fd, &msg, 0);
@@ -53,24 +60,136 @@ send_gso(int fd, struct iovec *iov, Py_ssize_t n, struct sockaddr_storage *sa, s
     Py_END_ALLOW_THREADS
     return r < 0 ? -1 : (int)n;
 }
-/* Sends frames[start:start + k] in one sendmmsg and returns how many went
- * out (B3). Anything but the plain case (a list or tuple of C-contiguous
- * buffers to a numeric address tuple) goes to the Python twin, which sends
- * one and owns the errors. Caller holds the writer role (Socket.send_batch),
- * which keeps the descriptor open and owns the destination cache (C3). */
-static PyObject *
-send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst)
+
+/* B5: the kernel refuses a GSO run it cannot carry on this path (segments
+ * over the path MTU: EMSGSIZE or EINVAL; a device without the offload:
+ * EIO). A plain send of the same datagrams may still go. */
+static int
+gso_refused(int err)
 {
-    Py_buffer views[SEND_MANY];
+    return err == EMSGSIZE || err == EINVAL || err == EIO;
+}
+
+/* B5: whether a run of `size`-byte segments to `sa` is worth trying with
+ * GSO: not if the kernel has none, nor if this destination refused that
+ * size or a smaller one before. Caller holds the writer role. */
+static int
+gso_worth_trying(CoreObject *self, const struct sockaddr_storage *sa, socklen_t sa_len,
+                 Py_ssize_t size)
+{
+    if (self->gso_off) {
+        return 0;
+    }
+    return !(self->gso_refused_size > 0 && size >= self->gso_refused_size &&
+             sa_len == self->gso_refused_len && memcmp(sa, &self->gso_refused, sa_len) == 0);
+}
+
+/* Remember that `sa` refused runs of `size` bytes: the same datagrams went
+ * out by sendmmsg, so the refusal was GSO's own (B5). */
+static void
+remember_gso_refusal(CoreObject *self, const struct sockaddr_storage *sa, socklen_t sa_len,
+                     Py_ssize_t size)
+{
+    int same = sa_len == self->gso_refused_len && memcmp(sa, &self->gso_refused, sa_len) == 0;
+    if (!same || self->gso_refused_size == 0 || size < self->gso_refused_size) {
+        memcpy(&self->gso_refused, sa, sa_len);
+        self->gso_refused_len = sa_len;
+        self->gso_refused_size = size;
+    }
+}
+
+/* The views' datagrams in one sendmmsg, each message with the source's
+ * control message where there is one. Returns how many went, or -1. */
+static int
+send_mmsg(int fd, Py_buffer *views, Py_ssize_t got, struct sockaddr_storage *sa, socklen_t sa_len,
+          const struct source *from, int *err)
+{
     struct iovec iov[SEND_MANY];
     struct mmsghdr msgs[SEND_MANY];
+    control_buffer control; /* the kernel only reads it: one for every message */
+    size_t control_len = 0;
+    memset(&control, 0, sizeof(control));
+    if (from != NULL) {
+        struct msghdr probe = {.msg_control = control.buf, .msg_controllen = sizeof(control.buf)};
+        control_len = put_source(CMSG_FIRSTHDR(&probe), from);
+    }
+    for (Py_ssize_t i = 0; i < got; i++) {
+        iov[i].iov_base = views[i].buf;
+        iov[i].iov_len = (size_t)views[i].len;
+        memset(&msgs[i], 0, sizeof(msgs[i]));
+        msgs[i].msg_hdr.msg_name = sa;
+        msgs[i].msg_hdr.msg_namelen = sa_len;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        if (control_len > 0) {
+            msgs[i].msg_hdr.msg_control = control.buf;
+            msgs[i].msg_hdr.msg_controllen = control_len;
+        }
+    }
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = sendmmsg(fd, msgs, (unsigned int)got, 0);
+    *err = errno;
+    Py_END_ALLOW_THREADS
+    return n;
+}
+
+/* As many of frames[start:] as one system call takes: a GSO run where the
+ * sizes allow and the path takes it, else one sendmmsg (B3, B5). Returns
+ * how many went, or -1 with *err set. Caller holds the writer role. */
+static int
+send_views(CoreObject *self, Py_buffer *views, Py_ssize_t got, struct sockaddr_storage *sa,
+           socklen_t sa_len, const struct source *from, int *err)
+{
+    int fd = self->fd;
+    Py_ssize_t run = gso_worth_trying(self, sa, sa_len, views[0].len) ? gso_run(views, got) : 0;
+    if (run >= 2) {
+        struct iovec iov[SEND_MANY];
+        for (Py_ssize_t i = 0; i < run; i++) {
+            iov[i].iov_base = views[i].buf;
+            iov[i].iov_len = (size_t)views[i].len;
+        }
+        int n = send_gso(fd, iov, run, sa, sa_len, (uint16_t)views[0].len, from, err);
+        if (n >= 0) {
+            self->gso_sends++;
+            return n;
+        }
+        if (*err == ENOPROTOOPT || *err == EOPNOTSUPP) {
+            self->gso_off = 1; /* this kernel has no UDP GSO at all */
+        }
+        else if (!gso_refused(*err)) {
+            return -1; /* an error a plain send would raise too (S5) */
+        }
+        /* B5: the same datagrams without GSO; the kernel fragments them as
+         * it does for send. Only an error of that send reaches the caller. */
+        n = send_mmsg(fd, views, got, sa, sa_len, from, err);
+        if (n > 0 && !self->gso_off) {
+            remember_gso_refusal(self, sa, sa_len, views[0].len);
+        }
+        return n;
+    }
+    return send_mmsg(fd, views, got, sa, sa_len, from, err);
+}
+
+/* Sends frames[start:start + k] in as few system calls as one takes and
+ * returns how many went out (B3). Anything but the plain case (a list or
+ * tuple of C-contiguous buffers to a numeric address tuple) goes to the
+ * Python twin, which sends one and owns the errors. Caller holds the writer
+ * role (Socket.send_batch), which keeps the descriptor open and owns the
+ * destination cache (C3). */
+static PyObject *
+send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst, PyObject *cmsg)
+{
+    Py_buffer views[SEND_MANY];
     struct sockaddr_storage sa;
     socklen_t sa_len;
+    struct source from;
+    int has_source = parse_source(cmsg, &from);
     Py_ssize_t total = PySequence_Fast_GET_SIZE(frames);
     Py_ssize_t count = total - start < SEND_MANY ? total - start : SEND_MANY;
     PyObject **items = PySequence_Fast_ITEMS(frames);
     Py_ssize_t got = 0;
-    if (!destination(self, dst, &sa, &sa_len)) {
+    if (has_source < 0 || !destination(self, dst, &sa, &sa_len)) {
         return NULL; /* no exception set: the caller takes the Python path */
     }
     for (; got < count; got++) {
@@ -78,28 +197,10 @@ send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst)
             PyErr_Clear();
             break;
         }
-        iov[got].iov_base = views[got].buf;
-        iov[got].iov_len = (size_t)views[got].len;
-        memset(&msgs[got], 0, sizeof(msgs[got]));
-        msgs[got].msg_hdr.msg_name = &sa;
-        msgs[got].msg_hdr.msg_namelen = sa_len;
-        msgs[got].msg_hdr.msg_iov = &iov[got];
-        msgs[got].msg_hdr.msg_iovlen = 1;
     }
-    int n = -1, err = 0, fd = self->fd;
-    Py_ssize_t run = self->gso_off ? 0 : gso_run(views, got);
-    if (run >= 2) {
-        n = send_gso(fd, iov, run, &sa, sa_len, (uint16_t)views[0].len, &err);
-        if (n < 0 && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP)) {
-            self->gso_off = 1; /* no GSO here (kernel, device or size): as quic-go and curl do */
-            run = 0;
-        }
-    }
-    if (run < 2 && got > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        n = sendmmsg(fd, msgs, (unsigned int)got, 0);
-        err = errno;
-        Py_END_ALLOW_THREADS
+    int n = -1, err = 0;
+    if (got > 0) {
+        n = send_views(self, views, got, &sa, sa_len, has_source ? &from : NULL, &err);
     }
     for (Py_ssize_t i = 0; i < got; i++) {
         PyBuffer_Release(&views[i]);
@@ -121,8 +222,8 @@ send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst)
 PyObject *
 Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "_send_some(frames, start, dst)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "_send_some(frames, start, dst, cmsg)");
         return NULL;
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
@@ -133,13 +234,13 @@ Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *frames = args[0];
     if ((PyList_CheckExact(frames) || PyTuple_CheckExact(frames)) && start >= 0 &&
         start < PySequence_Fast_GET_SIZE(frames) && !not_initialised(self)) {
-        PyObject *r = send_some(self, frames, start, args[2]);
+        PyObject *r = send_some(self, frames, start, args[2], args[3]);
         if (r != NULL || PyErr_Occurred()) {
             return r;
         }
     }
 #endif
-    PyObject *slow[] = {(PyObject *)self, args[0], args[1], args[2]};
+    PyObject *slow[] = {(PyObject *)self, args[0], args[1], args[2], args[3]};
     return PyObject_VectorcallMethod(self->state->str_send_some_slow, slow,
-                                     4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+                                     5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }

@@ -14,6 +14,7 @@
  *   send.c        Socket.send
  *   send_batch.c  Socket.send_batch: sendmmsg and UDP GSO
  *   gro.h         reading UDP GRO's segment size (_gro.py)
+ *   cmsg.h        where a datagram went, which address a send leaves from (_cmsg.py)
  *
  * docs/design.md explains the rules named in the comments (R3, C1, ...).
  */
@@ -55,6 +56,8 @@ typedef struct {
     PyObject *memoryview_release; /* the unbound method memoryview.release */
     PyObject *ClosedError;        /* udpio._errors.ClosedError */
     PyObject *monotonic;          /* time.monotonic: the pure backend's clock */
+    PyObject *Datagram;           /* udpio._datagram.Datagram */
+    PyObject *src_kwnames;        /* ("src",), to pass src= to the Python twin */
     PyObject *str_get;
     PyObject *str_put;
     PyObject *str_release;
@@ -63,6 +66,7 @@ typedef struct {
     PyObject *str_check_timeout;
     PyObject *str_send_slow;
     PyObject *str_send_some_slow;
+    PyObject *str_source_cmsg;
 } udpio_state;
 
 UDPIO_INTERNAL extern struct PyModuleDef udpio_module;
@@ -126,15 +130,42 @@ role_is_mine(RoleObject *self)
 /* Datagrams one sendmmsg may carry (B3). */
 #define SEND_MANY 64
 
+/* Room for every control message one read can carry: a pktinfo of either
+ * family (an IPv6 Socket hears IPv4 senders too), a TOS or traffic class,
+ * and UDP GRO's segment size (M1, B1). */
+#define CONTROL_SPACE                                                                       \
+    (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)) +      \
+     3 * CMSG_SPACE(sizeof(int)))
+
+typedef union {
+    char buf[CONTROL_SPACE];
+    struct cmsghdr align;
+} control_buffer;
+
 /* What one recvmmsg entry put into a slot and recv has not handed out yet:
  * one datagram, or with GRO several from one sender, each `segment` bytes
- * but the last (0: one datagram of `length` bytes). */
+ * but the last (0: one datagram of `length` bytes). Its control data stays
+ * in the slot's control buffer until the entry leaves the queue, so every
+ * datagram of a joined read reports that read's destination (M4). */
 struct queued {
     int slot;
     Py_ssize_t length;
     Py_ssize_t segment;
     socklen_t src_len;
     struct sockaddr_storage src;
+    size_t control_len;
+    int flags; /* the read's msg_flags: MSG_CTRUNC says the control data is cut */
+};
+
+/* A send's source address (M2) as Socket._source_cmsg gives it, cached by
+ * the identity of the `src` it was made from (a reply passes the very
+ * Datagram.dst tuple recv cached). */
+struct source {
+    PyObject *obj; /* strong; NULL: empty */
+    int level;
+    int type;
+    size_t len;
+    unsigned char data[sizeof(struct in6_pktinfo)];
 };
 
 typedef struct {
@@ -148,7 +179,7 @@ typedef struct {
     char closed;
     char recv_exit_releases;
     char send_exit_releases;
-    char gso_off; /* the kernel refused UDP GSO once: sendmmsg from then on */
+    char gso_off; /* the kernel has no UDP GSO: sendmmsg from then on */
     char gro;     /* UDP_GRO is on: a slot may hold several datagrams (B1) */
     RoleObject *reader;
     RoleObject *writer;
@@ -159,6 +190,7 @@ typedef struct {
      * yet, in arrival order; `current` is the slot of the last frame handed
      * out (-1: none). */
     ReadBufferObject *slots[RECV_MANY];
+    control_buffer control[RECV_MANY];
     struct queued queue[RECV_MANY];
     int queue_head;
     int queue_len;
@@ -168,10 +200,24 @@ typedef struct {
     struct sockaddr_storage src; /* the last source address and its tuple */
     socklen_t src_len;
     PyObject *src_addr;
+    struct sockaddr_storage to;  /* the last Datagram.dst and its tuple (M1) */
+    socklen_t to_len;
+    PyObject *to_addr;
+    int local_port; /* the bound port, for Datagram.dst; -1 until known */
+    Py_ssize_t received; /* M3: datagrams the receive calls returned */
     /* Owned by whoever holds the writer role. */
     PyObject *dst; /* the last destination and its parsed form */
     struct sockaddr_storage dst_sa;
     socklen_t dst_len;
+    struct source from; /* the last src and its control message (M2) */
+    Py_ssize_t sent;      /* M3: datagrams that went out */
+    Py_ssize_t gso_sends; /* GSO sends the kernel took (tests, diagnostics) */
+    /* B5: the destination that last refused a GSO run, and the smallest
+     * segment size it refused (0: none); runs to it at that size or more go
+     * by sendmmsg, smaller ones and every other destination keep GSO. */
+    struct sockaddr_storage gso_refused;
+    socklen_t gso_refused_len;
+    Py_ssize_t gso_refused_size;
 } CoreObject;
 
 UDPIO_INTERNAL extern PyType_Spec udpio_Core_spec;
@@ -179,10 +225,13 @@ UDPIO_INTERNAL extern PyType_Spec udpio_Core_spec;
 /* The methods core.c's table names; each lives with its job. */
 UDPIO_INTERNAL PyObject *Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_recv_datagram(CoreObject *self, PyObject *const *args,
+                                            Py_ssize_t nargs, PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
+UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
 UDPIO_INTERNAL extern const char Core_send_doc[];
 
 /* Fills out[0..nmax) from positional and keyword arguments; the first
