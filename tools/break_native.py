@@ -35,8 +35,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (0) { /* R5: the reader's next recv after close() */",
     ),
     "C3 send after close uses the descriptor": (
-        "    if (!self->closed && destination(self, dst, &sa, &sa_len)) {",
-        "    if (destination(self, dst, &sa, &sa_len)) {",
+        "    if (!self->closed && destination(self, dst, &sa, &sa_len) &&",
+        "    if (destination(self, dst, &sa, &sa_len) &&",
     ),
     "C5 no release on exit": (
         "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);",
@@ -52,8 +52,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        return x->sin_addr.s_addr == y->sin_addr.s_addr;",
     ),
     "leak: the cached source address": (
-        "        return Py_NewRef(self->src_addr);\n    }\n    PyObject *addr = make_address",
-        "        Py_INCREF(self->src_addr);\n        return Py_NewRef(self->src_addr);\n    }\n    PyObject *addr = make_address",
+        "        return Py_NewRef(*tuple);\n    }\n    PyObject *addr = make_address",
+        "        Py_INCREF(*tuple);\n        return Py_NewRef(*tuple);\n    }\n    PyObject *addr = make_address",
     ),
     "leak: the frame": (
         "    self->frame = Py_NewRef(frame);",
@@ -110,6 +110,38 @@ MUTANTS: dict[str, tuple[str, str]] = {
     "C2 Role re-entry stops counting depth": (
         "    if (role_is_mine(self)) {\n        self->count++;\n        Py_RETURN_TRUE;",
         "    if (role_is_mine(self)) {\n        Py_RETURN_TRUE;",
+    ),
+    "M1 ifindex read at the wrong offset": (
+        "            arrival_ipv4(out, family, &info.ipi_addr);\n            out->ifindex = info.ipi_ifindex;",
+        "            arrival_ipv4(out, family, &info.ipi_addr);\n            out->ifindex = (int)info.ipi_spec_dst.s_addr;",
+    ),
+    "M1 dst taken from ipi_spec_dst": (
+        "arrival_ipv4(out, family, &info.ipi_addr);",
+        "arrival_ipv4(out, family, &info.ipi_spec_dst);",
+    ),
+    "M1 a joined read's values given only to its first frame": (
+        "    if (datagram) {\n        PyObject *dst, *ifindex, *tos;",
+        "    if (datagram && self->queue_offset > 0) {\n        q->control_len = 0;\n    }\n    if (datagram) {\n        PyObject *dst, *ifindex, *tos;",
+    ),
+    "M1 truncated control data parsed anyway": (
+        "    if (msg->msg_flags & MSG_CTRUNC) {\n        return;\n    }",
+        "    if (0) {\n        return;\n    }",
+    ),
+    "M2 the cached source reused for another src": (
+        "(src == NULL || src == self->from.obj || cache_source(self, src, fresh))",
+        "(src == NULL || self->from.obj != NULL || cache_source(self, src, fresh))",
+    ),
+    "M3 a native send not counted": (
+        "        if (n >= 0) {\n            self->sent++; /* M3 */",
+        "        if (n > 0x7fffffff) {\n            self->sent++; /* M3 */",
+    ),
+    "B5 a GSO refusal reaches the caller": (
+        "        else if (!gso_refused(*err)) {",
+        "        else {",
+    ),
+    "B5 GSO never tried again for a destination that refused it": (
+        "    return !(self->gso_refused_size > 0 && size >= self->gso_refused_size &&",
+        "    return !(self->gso_refused_size > 0 &&",
     ),
     "dst cache never invalidated": (
         "    if (dst != self->dst) {\n        if (!parse",

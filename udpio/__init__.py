@@ -20,6 +20,7 @@ from typing import Optional, Union
 from udpio import _socket
 from udpio._addresses import Address
 from udpio._backend import BACKEND, Socket
+from udpio._datagram import Datagram, Stats
 from udpio._errors import ClosedError, ConcurrentRecvError
 
 #: Alias kept for the Go-flavoured name of the seed API.
@@ -30,8 +31,10 @@ __all__ = [
     "Address",
     "ClosedError",
     "ConcurrentRecvError",
+    "Datagram",
     "ErrClosed",
     "Socket",
+    "Stats",
     "listen",
     "wrap_conn",
 ]

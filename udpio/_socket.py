@@ -51,6 +51,11 @@ __all__ = ["Socket", "listen_with", "wrap_conn_with"]
 _FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
 _T = TypeVar("_T")
 
+#: What the kernel says when told to send from an address it will not send
+#: from (Linux: ENETUNREACH for a broadcast address; EINVAL, EADDRNOTAVAIL
+#: elsewhere). reply() then lets the kernel choose (M2).
+_NOT_A_SOURCE: Final = frozenset({errno.ENETUNREACH, errno.EINVAL, errno.EADDRNOTAVAIL})
+
 #: One control message as socket.sendmsg takes it: (level, type, data).
 _Cmsg = tuple[int, int, bytes]
 
@@ -419,10 +424,11 @@ class Socket:
         try:
             return self.send(frame, to.src, timeout, src=src)
         except OSError as exc:
-            if exc.errno != errno.EINVAL or isinstance(exc, ClosedError):
+            if exc.errno not in _NOT_A_SOURCE:
                 raise
-        # A subnet broadcast address shows itself only here: the kernel
-        # refuses it as a source (nothing was sent). Let the kernel choose.
+        # to.dst is an address of this host that the kernel will not send
+        # from: a subnet broadcast address, which shows itself only here
+        # (nothing was sent). Let the kernel choose, as for a broadcast.
         return self.send(frame, to.src, timeout)
 
     def send_batch(

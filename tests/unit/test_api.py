@@ -17,12 +17,26 @@ def test_api_public_names_are_exactly_the_reference_table() -> None:
         "Address",
         "ClosedError",
         "ConcurrentRecvError",
+        "Datagram",
         "ErrClosed",
         "Socket",
+        "Stats",
         "listen",
         "wrap_conn",
     }
-    for name in ("recv", "send", "close", "conn", "local_addr", "__enter__", "__exit__"):
+    for name in (
+        "recv",
+        "recv_datagram",
+        "send",
+        "send_batch",
+        "reply",
+        "stats",
+        "close",
+        "conn",
+        "local_addr",
+        "__enter__",
+        "__exit__",
+    ):
         assert callable(getattr(udpio.Socket, name)), name
 
 
@@ -36,21 +50,34 @@ def test_n2_backend_names_the_socket_in_use(backend: str) -> None:
 
 def test_n1_native_methods_carry_the_pure_docstrings() -> None:
     # help(udpio.Socket.recv) reads the same on both backends.
-    for name in ("recv", "send"):
+    for name in ("recv", "recv_datagram", "send"):
         assert inspect.getdoc(getattr(udpio.Socket, name)) == inspect.getdoc(getattr(_socket.Socket, name))
 
 
 @pytest.mark.parametrize(
     "obj",
     [udpio.listen, udpio.wrap_conn, udpio.Socket, udpio.ClosedError, udpio.ConcurrentRecvError]
-    + [getattr(udpio.Socket, n) for n in ("recv", "send", "close", "conn", "local_addr")],
+    + [
+        getattr(udpio.Socket, n)
+        for n in (
+            "recv",
+            "recv_datagram",
+            "send",
+            "send_batch",
+            "reply",
+            "stats",
+            "close",
+            "conn",
+            "local_addr",
+        )
+    ],
     ids=lambda o: o.__qualname__,
 )
 def test_api_every_public_name_documents_raises_and_thread_safety(obj: object) -> None:
     doc = inspect.getdoc(obj)
     assert doc and len(doc) > 40
-    # conn, local_addr and close raise nothing of their own.
-    if inspect.isfunction(obj) and obj.__name__ not in ("conn", "local_addr", "close"):
+    # conn, local_addr, stats and close raise nothing of their own.
+    if inspect.isfunction(obj) and obj.__name__ not in ("conn", "local_addr", "close", "stats"):
         assert "raises" in doc.lower(), f"{obj.__qualname__} does not say what it raises"
     if inspect.isfunction(obj):
         assert "thread" in doc.lower() or "Thread" in doc, f"{obj.__qualname__} says nothing of threads"
