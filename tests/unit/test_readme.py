@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,7 +88,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
     examples = _examples()
-    assert set(examples) == set(EXPECTED), "a README example has no test, or a test lost its example"
+    assert set(examples) == set(EXPECTED) | {"every_address"}, "a README example has no test, or lost it"
     result = subprocess.run(
         [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", examples[name]],
         capture_output=True,
@@ -97,3 +100,59 @@ def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert sorted(result.stdout.splitlines()) == EXPECTED[name]
+
+
+def dig(*args: str, runner: tuple[str, ...] = ()) -> str:
+    """``dig +short`` of an A query, in ``runner`` (e.g. ``ip netns exec NS``); its answer."""
+    result = subprocess.run(
+        [*runner, "dig", *args, "x.example.", "A", "+short", "+tries=1", "+time=3"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    return result.stdout.strip() or f"(no answer: exit {result.returncode}: {result.stdout}{result.stderr})"
+
+
+def need_dig() -> None:
+    if shutil.which("dig") is None:
+        if os.environ.get("UDPIO_TEST_REQUIRE_TOOLS"):
+            pytest.fail("dig must be installed here (Debian: dnsutils)")
+        pytest.skip("needs dig (Debian: dnsutils)")
+
+
+def every_address_example(bind: str) -> str:
+    """The README's wildcard responder, bound to ``bind`` (port 0: it prints the real one)."""
+    code = _examples()["every_address"]
+    assert 'udpio.listen("0.0.0.0:5353")' in code
+    return code.replace('udpio.listen("0.0.0.0:5353")', f'udpio.listen("{bind}")')
+
+
+@contextmanager
+def responder(code: str, runner: tuple[str, ...] = ()) -> Iterator[int]:
+    """Run the responder; yield its port; stop it."""
+    proc = subprocess.Popen(
+        [*runner, sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    try:
+        line = _readline_within(proc, HANG)
+        match = re.search(r", (\d+)", line)
+        assert match, f"no port in {line!r}"
+        yield int(match.group(1))
+    finally:
+        proc.kill()
+        proc.communicate(timeout=HANG)
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+def test_m2_readme_wildcard_responder_answers_dig_on_every_loopback_address() -> None:
+    # The bug this pins: dig @127.0.0.2 timed out three times against a
+    # responder bound to 0.0.0.0, which answered from 127.0.0.1.
+    need_dig()
+    with responder(every_address_example("0.0.0.0:0")) as port:
+        for asked in ("127.0.0.1", "127.0.0.2", "127.1.2.3"):
+            assert dig(f"@{asked}", "-p", str(port)) == "127.0.0.1", asked

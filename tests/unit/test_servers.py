@@ -11,7 +11,7 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -248,9 +248,13 @@ def test_m2_a_bad_src_is_refused_before_anything_is_sent(
     with udpio.listen("0.0.0.0:0") as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
         peer.bind(("127.0.0.1", 0))
         peer.setblocking(False)
-        for send in (server.send, lambda f, d, src: server.send_batch([f, f], d, src=src)):
+        calls: list[Callable[[], int]] = [
+            lambda: server.send(b"x", peer.getsockname(), src=src),  # type: ignore[arg-type]
+            lambda: server.send_batch([b"x", b"y"], peer.getsockname(), src=src),  # type: ignore[arg-type]
+        ]
+        for call in calls:
             with pytest.raises(error, match=words) as info:
-                send(b"x", peer.getsockname(), src=src)
+                call()
             assert repr(src) in str(info.value)
             assert getattr(info.value, "sent", 0) == 0
         with pytest.raises(BlockingIOError):
