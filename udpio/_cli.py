@@ -168,6 +168,7 @@ class EchoCounts:
     sent: int = 0
     sent_bytes: int = 0
     failed: int = 0
+    kernel_drops: Optional[int] = None  # M3: the kernel's count, read as the daemon stops
 
     def summary(self) -> str:
         text = (
@@ -176,14 +177,21 @@ class EchoCounts:
         )
         if self.failed:
             text += f", {_plural(self.failed, 'send')} failed"
+        if self.kernel_drops is not None:
+            text += f"; the kernel dropped {self.kernel_drops}"
         return text
 
 
 def serve_echo(sock: udpio.Socket, counts: EchoCounts) -> None:
-    """Send every datagram back to its source until the Socket is closed (the reader thread)."""
+    """Send every datagram back to its source, from the address it was sent to, until close.
+
+    Runs on the reader thread. Answers with ``reply`` (M2), so a client with
+    a connected socket hears back also from a daemon bound to every address.
+    """
     while True:
         try:
-            frame, src = sock.recv()
+            datagram = sock.recv_datagram()
+            frame, src = datagram.frame, datagram.src
         except udpio.ClosedError:
             return
         except OSError as exc:  # e.g. an ICMP error surfaced by the kernel: keep serving
@@ -192,7 +200,7 @@ def serve_echo(sock: udpio.Socket, counts: EchoCounts) -> None:
         counts.received += 1
         counts.received_bytes += len(frame)
         try:
-            counts.sent_bytes += sock.send(frame, src)
+            counts.sent_bytes += sock.reply(frame, datagram)
             counts.sent += 1
         except udpio.ClosedError:
             counts.failed += 1
@@ -212,6 +220,7 @@ def _echo(addr: str) -> int:
         run_until_signal(lambda: serve_echo(sock, counts), sock.close)  # close() wakes the reader
     finally:
         sock.close()
+    counts.kernel_drops = sock.stats().kernel_drops  # the final count, kept at close
     print(counts.summary(), flush=True)
     return 0
 

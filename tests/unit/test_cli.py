@@ -100,7 +100,9 @@ def test_cli_echo_serves_then_exits_cleanly_on_signal(sig: signal.Signals) -> No
         out, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, err
         total = sum(len(m) for m in messages)
-        assert out.strip() == f"received 3 datagrams ({total} bytes), sent 3 datagrams ({total} bytes)"
+        assert out.strip() == (
+            f"received 3 datagrams ({total} bytes), sent 3 datagrams ({total} bytes); the kernel dropped 0"
+        )
         assert udpio.BACKEND in _udpio("--version").stdout  # the child ran the backend under test
         assert "Traceback" not in err
 
@@ -114,7 +116,7 @@ def test_cli_echo_on_ipv6_prints_bracketed_address() -> None:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=HANG)
         assert proc.returncode == 0
-        assert out.strip() == "received 1 datagram (2 bytes), sent 1 datagram (2 bytes)"
+        assert out.strip() == "received 1 datagram (2 bytes), sent 1 datagram (2 bytes); the kernel dropped 0"
 
 
 def test_cli_echo_port_in_use_is_a_clear_error_naming_the_address() -> None:
@@ -175,16 +177,16 @@ def test_cli_echo_counts_received_and_sent_apart_and_reports_failed_sends(
 
     counts = _cli.EchoCounts()
     with udpio.listen("127.0.0.1:0") as sock, plain_peer() as peer:
-        real_send = sock.send
+        real_reply = sock.reply
         calls: list[int] = []
 
-        def flaky_send(frame: memoryview, dst: udpio.Address) -> int:
+        def flaky_reply(frame: memoryview, to: udpio.Datagram) -> int:
             calls.append(len(frame))
             if len(calls) == 2:
                 raise PermissionError(errno.EACCES, "Permission denied")
-            return real_send(frame, dst)
+            return real_reply(frame, to)
 
-        monkeypatch.setattr(sock, "send", flaky_send)
+        monkeypatch.setattr(sock, "reply", flaky_reply)
         reader, _ = run_in_thread(lambda: _cli.serve_echo(sock, counts), "reader")
         dst = sock.local_addr()
         assert dst is not None
@@ -195,6 +197,8 @@ def test_cli_echo_counts_received_and_sent_apart_and_reports_failed_sends(
         sock.close()
         join(reader)
     assert counts.summary() == "received 3 datagrams (11 bytes), sent 2 datagrams (8 bytes), 1 send failed"
+    counts.kernel_drops = 5
+    assert counts.summary().endswith("1 send failed; the kernel dropped 5")
 
 
 def test_cli_version_names_the_version_and_backend(backend: str) -> None:
@@ -310,7 +314,7 @@ def test_cli_bench_help_names_its_options() -> None:
     assert "--quick" in result.stdout and "--json" in result.stdout
 
 
-def test_p1_p2_p3_p4_p5_p6_p7_p8_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path) -> None:
+def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path) -> None:
     # No test asserts a speed: this one pins that the benchmark measures what
     # each P rule names, for each backend, against its baseline and target.
     tiny = _bench.Config(rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000)
@@ -319,7 +323,7 @@ def test_p1_p2_p3_p4_p5_p6_p7_p8_bench_measures_every_figure_with_consistent_ver
     rows = {(f.rule, f.backend) for f in figures}
     assert rows == {
         (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8") for name in kinds
-    } | ({("P8", "native, GRO off")} if "native" in kinds else set())
+    } | ({("P8", "native, GRO off"), ("P10", "native")} if "native" in kinds else set())
     by_rule = {rule: [f for f in figures if f.rule == rule] for rule in ("P1", "P2", "P3", "P6", "P7", "P8")}
     for rule in ("P1", "P2", "P3"):  # one row per backend, each held to its limit
         assert {f.backend: f.limit for f in by_rule[rule]} == {n: _bench.LIMITS[rule][n] for n in kinds}
@@ -340,15 +344,20 @@ def test_p1_p2_p3_p4_p5_p6_p7_p8_bench_measures_every_figure_with_consistent_ver
             **{n: _bench.LIMITS["P8"].get(n) for n in kinds},
             "native, GRO off": None,
         }
+        # P10: P1, P2 and P8 natively, the options on against off.
+        p10 = {f.what.split()[0]: f for f in figures if f.rule == "P10"}
+        assert sorted(p10) == ["P1", "P2", "P8"]
+        assert all(f.baseline_name == "options off" for f in p10.values())
+        assert (p10["P1"].limit, p10["P2"].limit, p10["P8"].limit) == (1.1, 1.1, 0.9)
     for figure in figures:
         assert figure.udpio >= 0
-        if figure.limit is not None and figure.rule != "P8":
+        if figure.limit is not None and figure.unit != "datagrams/s":
             assert figure.ratio is not None and figure.baseline is not None
             # The verdict is the printed (rounded) ratio against the limit.
             assert figure.ratio == round(figure.udpio / figure.baseline, 2)
             assert figure.met == (figure.ratio <= figure.limit)
             assert figure.target == f"<= {figure.limit:.2f}x"
-        elif figure.limit is not None:  # P8 is a throughput: more is better
+        elif figure.limit is not None:  # a throughput (P8, P10's P8 row): more is better
             assert figure.ratio is not None and figure.udpio > 0
             assert figure.met == (figure.ratio >= figure.limit)
         elif figure.baseline is not None:  # no target for this backend
@@ -403,7 +412,22 @@ def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
     document = json.loads(out.read_text())
     assert document["environment"]["python"] == sys.version.split()[0]
     rules = [figure["rule"] for figure in document["figures"]]
-    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"}
+    native = "native" in document["environment"]["backends"]
+    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"} | ({"P10"} if native else set())
     for figure in document["figures"]:
         if figure["baseline"]:
             assert figure["ratio"] == round(figure["udpio"] / figure["baseline"], 2)
+
+
+def test_m2_echo_answers_a_connected_client_from_the_address_it_asked() -> None:
+    # python -m udpio echo bound to every address answers with reply (M2).
+    with echo_daemon("0.0.0.0:0") as (proc, addr):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.connect(("127.0.0.2", addr[1]))
+            peer.settimeout(HANG)
+            peer.send(b"to 127.0.0.2")
+            assert peer.recv(100) == b"to 127.0.0.2"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0, err
+        assert out.strip().endswith("; the kernel dropped 0")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import udpio
-from udpio import _backend, _socket
+from udpio import _backend, _cmsg, _socket
 
 PAYLOAD = b"u" * 64
 MARKER = b"m" * 65  # a different length: ends a batch, proves none was dropped
@@ -99,3 +99,10 @@ class Opened:
 def package_root() -> str:
     """The folder holding the udpio under test: a child process imports it from there."""
     return os.path.dirname(os.path.dirname(os.path.abspath(udpio.__file__)))
+
+
+def set_options(sock: udpio.Socket, on: bool) -> None:
+    """Turn M4's options (destination and TOS of each datagram) on or off on an IPv4 Socket (P10)."""
+    conn = sock.conn()
+    for option in (_cmsg.IP_PKTINFO, _cmsg.IP_RECVTOS):
+        conn.setsockopt(socket.IPPROTO_IP, option, int(on))

@@ -30,7 +30,7 @@ from udpio._bench.common import (
 )
 from udpio._bench.figures import LIMITS, Config, Figure, ratio_figure
 
-__all__ = ["run_p1", "run_p5", "run_p6", "run_p6_here"]
+__all__ = ["p1_udpio", "run_p1", "run_p5", "run_p6", "run_p6_here"]
 
 # -- P1: recv of queued datagrams ----------------------------------------------------------
 
@@ -48,7 +48,7 @@ def _p1_plain(sender: socket.socket, rx: socket.socket, batch: int) -> float:
     return per_item_ns(elapsed, batch)
 
 
-def _p1_udpio(sender: socket.socket, rx: udpio.Socket, batch: int) -> float:
+def p1_udpio(sender: socket.socket, rx: udpio.Socket, batch: int) -> float:
     dst = rx.local_addr()
     assert dst is not None
     fill(sender, dst[:2], batch)
@@ -167,9 +167,9 @@ def run_p1(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Opene
     names = list(kinds)
     _p1_plain(sender, plain_rx, config.batch)  # warm-up: caches, the pool, the allocator
     for rx in rxs.values():
-        _p1_udpio(sender, rx, config.batch)
+        p1_udpio(sender, rx, config.batch)
     sides: list[Callable[[], float]] = [lambda: _p1_plain(sender, plain_rx, config.batch)]
-    sides += [functools.partial(_p1_udpio, sender, rxs[name], config.batch) for name in names]
+    sides += [functools.partial(p1_udpio, sender, rxs[name], config.batch) for name in names]
     recv = interleaved(config.rounds, sides)
     return [
         ratio_figure("P1", "recv, 64 B queued", n, recv[i], recv[0], "recvfrom_into loop", LIMITS["P1"][n])

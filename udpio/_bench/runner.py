@@ -12,7 +12,7 @@ from typing import Optional
 
 import udpio
 from udpio import _socket
-from udpio._bench import latency, receive, send, throughput
+from udpio._bench import latency, options, receive, send, throughput
 from udpio._bench.common import Opened, backends
 from udpio._bench.figures import Config, Figure, format_time
 
@@ -31,6 +31,7 @@ FAMILIES: tuple[Family, ...] = (
     receive.run_p5,
     receive.run_p6,
     throughput.run_p8,
+    options.run_p10,
 )
 
 

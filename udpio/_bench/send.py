@@ -13,7 +13,7 @@ from udpio._bench.common import PAYLOAD, RCVBUF, Opened, interleaved, listen, pe
 from udpio._bench.figures import LIMITS, Config, Figure, ratio_figure
 from udpio._gro import set_gro
 
-__all__ = ["run_p2_p7"]
+__all__ = ["p2_udpio", "run_p2_p7"]
 
 # -- P2: send -----------------------------------------------------------------------------------
 
@@ -37,7 +37,7 @@ def _p2_plain(tx: socket.socket, sink: socket.socket, batch: int) -> float:
     return per_item_ns(elapsed, batch)
 
 
-def _p2_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
+def p2_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
     dst = sink.getsockname()
     send = tx.send
     start = time.perf_counter()
@@ -147,7 +147,7 @@ def run_p2_p7(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Op
     txs = {name: opened.add(listen(cls)) for name, cls in kinds.items()}
     names = list(kinds)
     send_sides: list[Callable[[], float]] = [lambda: _p2_plain(plain_tx, sink, config.batch)]
-    send_sides += [functools.partial(_p2_udpio, txs[n], sink, config.batch) for n in names]
+    send_sides += [functools.partial(p2_udpio, txs[n], sink, config.batch) for n in names]
     send = interleaved(config.rounds, send_sides)
     figures = [
         ratio_figure("P2", "send, 64 B", n, send[i], send[0], "sendto loop", LIMITS["P2"][n])

@@ -11,11 +11,20 @@ from collections.abc import Callable
 from typing import Any
 
 from udpio import _socket
-from udpio._bench.common import RCVBUF, Opened, backends, interleaved, listen, package_root, plain_receiver
+from udpio._bench.common import (
+    RCVBUF,
+    Opened,
+    backends,
+    interleaved,
+    listen,
+    package_root,
+    plain_receiver,
+    set_options,
+)
 from udpio._bench.figures import LIMITS, Config, Figure
 from udpio._gro import set_gro
 
-__all__ = ["run_p8"]
+__all__ = ["p8_rate", "run_p8"]
 
 # -- P8: datagrams per second, sender to a verifying receiver ---------------------------------------
 #
@@ -45,10 +54,11 @@ tx.close()
 """
 
 
-def _p8_rate(kind: str, count: int, gro: bool = True) -> float:
+def p8_rate(kind: str, count: int, gro: bool = True, options: bool = True) -> float:
     """Datagrams per second delivered from a ``kind`` sender to a ``kind`` receiver.
 
-    ``gro=False`` turns UDP GRO off on a native receiver, to show what it adds.
+    ``gro=False`` turns UDP GRO off on a native receiver, to show what it
+    adds; ``options=False`` turns M4's options off on it (P10).
     """
     import struct
 
@@ -61,6 +71,8 @@ def _p8_rate(kind: str, count: int, gro: bool = True) -> float:
         port = rx.local_addr()[1]
         if not gro:
             rx._gro = set_gro(rx.conn(), False)
+        if not options:
+            set_options(rx, False)
     root = package_root()
     env = dict(os.environ, PYTHONPATH=root)
     child = subprocess.Popen(
@@ -106,8 +118,8 @@ def run_p8(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Opene
     cases = [(name, name, True) for name in kinds]
     if "native" in kinds:
         cases.append(("native, GRO off", "native", False))
-    sides: list[Callable[[], float]] = [functools.partial(_p8_rate, "plain", count)]
-    sides += [functools.partial(_p8_rate, kind, count, gro) for _, kind, gro in cases]
+    sides: list[Callable[[], float]] = [functools.partial(p8_rate, "plain", count)]
+    sides += [functools.partial(p8_rate, kind, count, gro) for _, kind, gro in cases]
     rates = interleaved(rounds, sides)
     figures = []
     what = f"datagrams/s, sender process to verifying receiver ({count:,} per round)"
