@@ -10,6 +10,9 @@ import udpio
 from tests.helpers import pair
 from udpio import _socket
 
+#: The Socket's public methods (docs/reference.md's table).
+METHODS = ("recv", "recv_datagram", "send", "send_batch", "reply", "stats", "close", "conn", "local_addr")
+
 
 def test_api_public_names_are_exactly_the_reference_table() -> None:
     assert set(udpio.__all__) == {
@@ -24,19 +27,7 @@ def test_api_public_names_are_exactly_the_reference_table() -> None:
         "listen",
         "wrap_conn",
     }
-    for name in (
-        "recv",
-        "recv_datagram",
-        "send",
-        "send_batch",
-        "reply",
-        "stats",
-        "close",
-        "conn",
-        "local_addr",
-        "__enter__",
-        "__exit__",
-    ):
+    for name in (*METHODS, "__enter__", "__exit__"):
         assert callable(getattr(udpio.Socket, name)), name
 
 
@@ -57,20 +48,7 @@ def test_n1_native_methods_carry_the_pure_docstrings() -> None:
 @pytest.mark.parametrize(
     "obj",
     [udpio.listen, udpio.wrap_conn, udpio.Socket, udpio.ClosedError, udpio.ConcurrentRecvError]
-    + [
-        getattr(udpio.Socket, n)
-        for n in (
-            "recv",
-            "recv_datagram",
-            "send",
-            "send_batch",
-            "reply",
-            "stats",
-            "close",
-            "conn",
-            "local_addr",
-        )
-    ],
+    + [getattr(udpio.Socket, n) for n in METHODS],
     ids=lambda o: o.__qualname__,
 )
 def test_api_every_public_name_documents_raises_and_thread_safety(obj: object) -> None:

@@ -314,7 +314,9 @@ def test_cli_bench_help_names_its_options() -> None:
     assert "--quick" in result.stdout and "--json" in result.stdout
 
 
-def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_bench_measures_every_figure_with_consistent_verdicts(tmp_path: Path) -> None:
+def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_bench_measures_every_figure_with_consistent_verdicts(
+    tmp_path: Path,
+) -> None:
     # No test asserts a speed: this one pins that the benchmark measures what
     # each P rule names, for each backend, against its baseline and target.
     tiny = _bench.Config(rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000)
