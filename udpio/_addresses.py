@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Union
 
-__all__ = ["Address", "format_address", "parse", "quote", "resolve"]
+__all__ = ["Address", "destination_family", "format_address", "parse", "quote", "resolve", "resolver_error"]
 
 #: What the standard socket module uses: (host, port) for IPv4,
 #: (host, port, flowinfo, scope_id) for IPv6.
@@ -115,6 +115,54 @@ def parse(addr: object) -> tuple[str, int]:
     return (host or "0.0.0.0"), port
 
 
+def resolver_error(host: object, exc: socket.gaierror) -> socket.gaierror:
+    """``exc`` again, its message naming the host that did not resolve (the resolver's does not)."""
+    return socket.gaierror(exc.errno, f"udpio: cannot resolve {quote(host)}: {exc.strerror}")
+
+
+def destination_family(dst: object, family: int, dual_stack: bool) -> object:
+    """``dst`` for a Socket of ``family``, where a numeric host is of the other family (S3).
+
+    An IPv4 address on a dual-stack IPv6 Socket becomes its mapped form
+    (``("::ffff:192.0.2.1", port, 0, 0)``), and a mapped one on an IPv4
+    Socket its IPv4 form; any other mismatch is a ``ValueError`` naming
+    ``dst``. Anything else (a name, a malformed tuple)
+    is returned as it is, for ``sendto`` to judge. Pure; thread-safe.
+    """
+    if not (isinstance(dst, tuple) and len(dst) >= 2 and isinstance(dst[0], str)):
+        return dst
+    if len(dst) > (2 if family == socket.AF_INET else 4):
+        return dst  # the wrong shape for this Socket: sendto says so
+    port = dst[1]
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= _MAX_PORT:
+        return dst  # sendto names a bad port first, as it does on either family
+    if not all(isinstance(field, int) and not isinstance(field, bool) for field in dst[2:]):
+        return dst  # and a flowinfo or scope_id of the wrong type
+    if len(dst) > 2 and not 0 <= dst[2] <= 0xFFFFF:
+        return dst  # or a flowinfo outside the flow label
+    host = dst[0]
+    other = socket.AF_INET6 if family == socket.AF_INET else socket.AF_INET
+    if _is_numeric(host, family) or not _is_numeric(host, other):
+        return dst
+    if family == socket.AF_INET6 and dual_stack and len(dst) == 2:
+        return f"::ffff:{host}", dst[1], 0, 0
+    if family == socket.AF_INET and len(dst) == 2:
+        packed = socket.inet_pton(socket.AF_INET6, host)
+        if packed[:12] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped: the IPv4 address, as the resolver reads it
+            return socket.inet_ntop(socket.AF_INET, packed[12:]), port
+    mine, theirs = ("IPv4", "IPv6") if family == socket.AF_INET else ("IPv6", "IPv4")
+    why = " (this Socket is IPv6-only)" if family == socket.AF_INET6 else ""
+    raise ValueError(f"udpio: bad destination {quote(dst)}: an {theirs} address on an {mine} Socket{why}")
+
+
+def _is_numeric(host: str, family: int) -> bool:
+    try:
+        socket.inet_pton(family, host.split("%", 1)[0])
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def format_address(addr: Address) -> str:
     """``addr`` as ``host:port``, with brackets around an IPv6 host (the form ``parse`` reads)."""
     host, port = addr[0], addr[1]
@@ -137,6 +185,8 @@ def resolve(addr: object) -> list[tuple[socket.AddressFamily, Address]]:
         infos = _getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
     except UnicodeError as exc:
         raise _invalid(addr, f"host cannot be encoded ({exc})") from None
+    except socket.gaierror as exc:
+        raise resolver_error(host, exc) from None
     result: list[tuple[socket.AddressFamily, Address]] = []
     for family, _type, _proto, _name, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6):

@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol, TypeVar, Union
 
 from udpio import _cmsg
-from udpio._addresses import Address, format_address, resolve
+from udpio._addresses import Address, destination_family, format_address, resolve, resolver_error
 from udpio._datagram import Datagram, Stats
 from udpio._drops import kernel_drops
 from udpio._errors import ClosedError, ConcurrentRecvError
@@ -84,8 +84,12 @@ def _owned_by_me(lock: _Role) -> Callable[[], bool]:
     return lock._is_owned  # type: ignore[attr-defined,no-any-return]
 
 
-def _check_timeout(timeout: float) -> None:
-    # "not >= 0" also rejects NaN, which would otherwise never expire.
+def _check_timeout(timeout: object) -> None:
+    # Every call that takes a timeout checks it here (R7, S4): a real number
+    # >= 0; infinity (or any time past what a wait can take) waits forever,
+    # as None does. "not >= 0" also rejects NaN, which would never expire.
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"udpio: timeout must be None or a number >= 0, not {type(timeout).__name__}")
     if not timeout >= 0:
         raise ValueError(f"udpio: timeout must be None or a number >= 0, not {timeout!r}")
 
@@ -370,12 +374,60 @@ class Socket:
                 )
             except (TypeError, ValueError, OverflowError, BufferError) as exc:
                 raise _bad_send_arguments(frame, dst, exc) from None
+            except socket.gaierror as exc:  # the other family's address, or a name
+                nbytes = self._send_after_resolver_error(frame, dst, exc, deadline, timeout)
             self._sent += 1
             return nbytes
         finally:
             if self._send_exit_releases:
                 self._release()
             writer.release()
+
+    def _send_after_resolver_error(
+        self,
+        frame: ReadableBuffer,
+        dst: Address,
+        exc: socket.gaierror,
+        deadline: Optional[float],
+        timeout: Optional[float],
+    ) -> int:
+        # S3: sendto's resolver said no. For an IPv4 address on a dual-stack
+        # Socket, send to its mapped form; for the other family's address, a
+        # ValueError naming it; for a name, the resolver's error naming it.
+        # Caller holds the writer role.
+        mapped = self._checked_destination(dst)
+        if mapped is dst:
+            raise resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc) from None
+        send = functools.partial(self._sock.sendto, frame, mapped)
+        try:
+            return send()
+        except BlockingIOError:
+            return self._wait_and_send(send, deadline, timeout)
+
+    def _prepared_destination(self, dst: Address) -> Address:
+        # S3 before a batch or a send from a src: the checks sendto cannot
+        # make (a scope_id it would truncate), then the other family's
+        # address mapped or refused, in the order send meets them.
+        if self._family == socket.AF_INET6:
+            try:
+                _check_scope_id(dst)
+            except OverflowError as exc:
+                raise OverflowError(f"udpio: bad destination {dst!r}: {exc}") from None
+        return self._checked_destination(dst)
+
+    def _checked_destination(self, dst: Address) -> Address:
+        # S3, before a batch or a send from a src, and after a resolver
+        # error: the other family's address mapped or refused.
+        return destination_family(dst, self._family, self._dual_stack())  # type: ignore[return-value]
+
+    def _dual_stack(self) -> bool:
+        # Whether this IPv6 Socket also carries IPv4 (IPV6_V6ONLY off).
+        if self._family != socket.AF_INET6:
+            return False
+        try:
+            return self._sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+        except OSError:
+            return False
 
     def _send_from(self, frame: ReadableBuffer, dst: Address, cmsg: _Cmsg, timeout: Optional[float]) -> int:
         # send() with a src (M2): one sendmsg carrying the source's pktinfo.
@@ -384,15 +436,16 @@ class Socket:
         try:
             if self._closed:
                 raise ClosedError()
+            dst = self._prepared_destination(dst)
             sendmsg = functools.partial(self._sock.sendmsg, [frame], [cmsg], 0, dst)
             try:
-                if self._family == socket.AF_INET6:
-                    _check_scope_id(dst)
                 nbytes = sendmsg()
             except BlockingIOError:
                 nbytes = self._wait_and_send(sendmsg, deadline, timeout)
             except (TypeError, ValueError, OverflowError, BufferError) as exc:
                 raise _bad_send_arguments(frame, dst, exc) from None
+            except socket.gaierror as exc:
+                raise resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc) from None
             self._sent += 1
             return nbytes
         finally:
@@ -460,13 +513,9 @@ class Socket:
         sent = 0
         try:
             batch = frames if isinstance(frames, (list, tuple)) else list(frames)
-            _check_frames(batch)
+            dst = self._prepared_destination(dst)
+            _check_frames(batch, _largest_payload(self._family, dst))
             cmsg = None if src is None else self._source_cmsg(src)
-            try:
-                if self._family == socket.AF_INET6:
-                    _check_scope_id(dst)
-            except OverflowError as exc:
-                raise OverflowError(f"udpio: bad destination {dst!r}: {exc}") from None
             deadline = self._take_writer(timeout, "send_batch")
             try:
                 if self._closed:
@@ -479,6 +528,8 @@ class Socket:
                         continue
                     except (TypeError, ValueError, OverflowError) as exc:
                         raise _bad_send_arguments(batch[sent], dst, exc) from None
+                    except socket.gaierror as exc:  # a name that does not resolve
+                        raise resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc) from None
                     sent += went
                     self._sent += went
             finally:
@@ -733,6 +784,11 @@ def _bound_address(sock: socket.socket) -> Optional[Address]:
     return None
 
 
+#: The longest single selector wait, in seconds (R7: longer timeouts and
+#: infinity are several such waits).
+_LONGEST_WAIT: Final = 86400.0
+
+
 def _wait(
     select: Callable[[Optional[float]], object],
     deadline: Optional[float],
@@ -749,7 +805,9 @@ def _wait(
     remaining = deadline - monotonic()
     if remaining <= 0:
         raise TimeoutError(f"udpio: {what} timed out after {timeout} s")
-    select(remaining)
+    # A selector cannot wait longer than its clock allows (epoll: about 24
+    # days); a longer wait is several, each retried by the caller's loop.
+    select(min(remaining, _LONGEST_WAIT))
 
 
 #: The largest IPv6 scope_id (an interface index: 32 bits).
@@ -767,8 +825,21 @@ def _check_scope_id(dst: object) -> None:
             raise OverflowError(f"scope_id must be 0-{_MAX_SCOPE_ID}")
 
 
-def _check_frames(frames: Sequence[object]) -> None:
-    # B3: the whole batch is checked before the first datagram goes out.
+def _largest_payload(family: int, dst: object) -> int:
+    # The most a UDP datagram can carry: 65,535 bytes less the UDP header and
+    # IPv4's (65,507) or, over IPv6, the UDP header alone (65,527). An IPv4-mapped
+    # destination on an IPv6 Socket goes over IPv4.
+    if family == socket.AF_INET6:
+        host = dst[0] if isinstance(dst, tuple) and dst and isinstance(dst[0], str) else ""
+        if not (host.lower().startswith("::ffff:") and "." in host):
+            return 65527
+    return 65507
+
+
+def _check_frames(frames: Sequence[object], largest: int) -> None:
+    # B3: the whole batch is checked before the first datagram goes out,
+    # its sizes included: one the protocol cannot carry is refused as the
+    # kernel would refuse it (EMSGSIZE), but before anything is sent.
     for index, frame in enumerate(frames):
         try:
             view = memoryview(frame)  # type: ignore[arg-type]  # probing an unknown object
@@ -776,10 +847,16 @@ def _check_frames(frames: Sequence[object]) -> None:
             raise TypeError(
                 f"udpio: frames[{index}] must support the buffer protocol, not {type(frame).__name__}"
             ) from None
-        contiguous = view.c_contiguous
+        contiguous, size = view.c_contiguous, view.nbytes
         view.release()
         if not contiguous:
             raise TypeError(f"udpio: frames[{index}] must be a C-contiguous buffer")
+        if size > largest:
+            raise OSError(
+                errno.EMSGSIZE,
+                f"udpio: frames[{index}] is {size:,} bytes, more than the {largest:,} a UDP datagram "
+                "can carry here (nothing was sent)",
+            )
 
 
 def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception:

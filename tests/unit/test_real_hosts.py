@@ -9,6 +9,7 @@ failure there).
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import random
@@ -105,6 +106,32 @@ def test_m5_b5_batches_over_a_1280_byte_mtu_arrive_whole(backend: str, sizes: li
                 assert tx._gso_sends == before + 1  # type: ignore[attr-defined]  # one GSO send: GSO stayed on
                 assert tx._gso_off is False  # type: ignore[attr-defined]
             assert tx.stats().sent == len(frames) + 20
+
+
+#: linux/in.h: the socket module lacks them before 3.12.
+_IP_MTU_DISCOVER, _IP_PMTUDISC_DO = 10, 2
+
+
+def test_b3_s5_m3_a_kernel_error_part_way_says_how_many_went_out() -> None:
+    # Only the kernel knows this one: with don't-fragment set, a datagram
+    # bigger than the path's 1280-byte MTU is EMSGSIZE. The two before it
+    # went out (.sent, and stats() counts them); the caller resends from there.
+    with two_hosts(mtu=1280) as link:
+        rx = link.server.udp_socket()
+        rx.bind((SERVER4[0], 0))
+        rx.settimeout(HANG)
+        tx = link.client.run(lambda: udpio.listen(f"{CLIENT4}:0"))
+        with rx, tx:
+            tx.conn().setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_DO)
+            frames = [b"a" * 100, b"b" * 100, b"x" * 1400, b"d" * 100]
+            with pytest.raises(OSError) as info:
+                tx.send_batch(frames, rx.getsockname())
+            assert info.value.errno == errno.EMSGSIZE
+            assert info.value.sent == 2  # type: ignore[attr-defined]
+            assert tx.stats().sent == 2
+            assert [rx.recv(2048) for _ in range(2)] == frames[:2]
+            assert tx.send_batch([b"x" * 1000, frames[3]], rx.getsockname()) == 2  # nothing lost or doubled
+            assert [rx.recv(2048) for _ in range(2)] == [b"x" * 1000, frames[3]]
 
 
 def test_m5_b1_a_real_device_joins_a_plain_senders_datagrams_and_recv_splits_them(backend: str) -> None:

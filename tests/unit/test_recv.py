@@ -7,7 +7,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -452,3 +452,36 @@ def test_r3_r7_a_recv_that_times_out_releases_the_frame_and_the_next_recv_works(
         for payload in (b"two", b"three"):
             tx.send(payload, dst)
             assert bytes(rx.recv(timeout=HANG)[0]) == payload
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e10, 2**40])
+def test_r7_an_infinite_or_huge_timeout_waits_until_close(timeout: float) -> None:
+    # The bug this pins: recv(timeout=inf) raised OverflowError ("timestamp
+    # out of range for platform time_t") while send accepted it.
+    with udpio.listen("127.0.0.1:0") as sock:
+        for call in (lambda: sock.recv(timeout=timeout), lambda: sock.recv_datagram(timeout=timeout)):
+            reader, outcome = run_in_thread(call, "reader")
+            wait_blocked(reader)
+            assert not outcome.done.is_set()
+            with udpio.listen("127.0.0.1:0") as peer:
+                local = sock.local_addr()
+                assert local is not None
+                peer.send(b"late", local, timeout=timeout)
+            join(reader)
+            assert outcome.error is None, outcome.error
+
+
+@pytest.mark.parametrize("timeout", ["1", b"1", [1], True, 1j])
+def test_r7_s4_a_timeout_that_is_not_a_number_is_a_type_error_naming_it(timeout: object) -> None:
+    with udpio.listen("127.0.0.1:0") as sock, plain_peer() as peer:
+        dst = peer.getsockname()
+        calls: list[Callable[[], object]] = [
+            lambda: sock.recv(timeout=timeout),  # type: ignore[arg-type]
+            lambda: sock.recv_datagram(timeout=timeout),  # type: ignore[arg-type]
+            lambda: sock.send(b"x", dst, timeout=timeout),  # type: ignore[arg-type]
+            lambda: sock.send_batch([b"x"], dst, timeout=timeout),  # type: ignore[arg-type]
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match=r"^udpio: timeout must be None or a number >= 0, not "):
+                call()
+        assert sock.send(b"ok", dst) == 2  # usable after each

@@ -272,3 +272,74 @@ def test_s3_every_destination_field_at_its_bound_and_one_past(
             if error is not OSError:
                 assert getattr(info.value, "sent", 0) == 0  # nothing went out (B3)
         assert sock.send(b"ok", (bind, 9)) == 2  # S3: the Socket stays usable
+
+
+@pytest.mark.parametrize(
+    ("bind", "dst", "words"),
+    [
+        ("127.0.0.1", ("::1", 9), "an IPv6 address on an IPv4 Socket"),
+        pytest.param(
+            "::1",
+            ("127.0.0.1", 9),
+            "an IPv4 address on an IPv6 Socket (this Socket is IPv6-only)",
+            marks=pytest.mark.ipv6,
+        ),
+    ],
+)
+def test_s3_the_other_familys_address_is_a_value_error_naming_it(
+    bind: str, dst: udpio.Address, words: str
+) -> None:
+    # The bug this pins: socket.gaierror "Address family for hostname not
+    # supported" for ("::1", 9) on an IPv4 Socket.
+    if ":" in bind and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    conn = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_DGRAM)
+    if ":" in bind:
+        conn.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    conn.bind((bind, 0))
+    with udpio.wrap_conn(conn) as sock:
+        calls: list[Callable[[], int]] = [
+            lambda: sock.send(b"x", dst),
+            lambda: sock.send_batch([b"x"], dst),
+            lambda: sock.send(b"x", dst, src=bind),
+        ]
+        for call in calls:
+            with pytest.raises(ValueError) as info:
+                call()
+            assert str(info.value) == f"udpio: bad destination {dst!r}: {words}"
+        assert sock.local_addr() is not None  # still usable
+
+
+@pytest.mark.ipv6
+def test_s3_a_dual_stack_socket_sends_to_an_ipv4_address_as_its_mapped_form() -> None:
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    with udpio.listen("[::]:0") as sock, plain_peer() as peer:
+        assert sock.send(b"one", peer.getsockname()) == 3
+        assert sock.send_batch([b"two", b"three"], peer.getsockname()) == 2
+        port = _local_port(sock)
+        assert [peer.recvfrom(10) for _ in range(3)] == [
+            (b"one", ("127.0.0.1", port)),
+            (b"two", ("127.0.0.1", port)),
+            (b"three", ("127.0.0.1", port)),
+        ]
+
+
+def _local_port(sock: udpio.Socket) -> int:
+    local = sock.local_addr()
+    assert local is not None
+    return local[1]
+
+
+def test_s3_a_name_that_does_not_resolve_is_the_resolvers_error_naming_it() -> None:
+    # A 300-character label: refused by the resolver before any query leaves.
+    host = "a" * 300
+    with udpio.listen("127.0.0.1:0") as sock:
+        calls: list[Callable[[], int]] = [
+            lambda: sock.send(b"x", (host, 9)),
+            lambda: sock.send_batch([b"x"], (host, 9)),
+        ]
+        for call in calls:
+            with pytest.raises(socket.gaierror) as info:
+                call()
+            assert repr(host) in str(info.value) and info.value.errno is not None
