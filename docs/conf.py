@@ -17,6 +17,8 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# Only parameters a docstring documents: not the private constructor's (conn, _pool).
+autodoc_typehints_description_target = "documented_params"
 
 html_theme = "alabaster"
 html_title = f"udpio {release}"

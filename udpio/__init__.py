@@ -26,6 +26,11 @@ from udpio._errors import ClosedError, ConcurrentRecvError
 #: Alias kept for the Go-flavoured name of the seed API.
 ErrClosed = ClosedError
 
+# Public names say where users import them from (help(), reprs, the API page).
+for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError):
+    _public.__module__ = __name__
+del _public
+
 __all__ = [
     "BACKEND",
     "Address",
