@@ -31,13 +31,24 @@ class _OptionalBuildExt(build_ext):
         try:
             super().run()
         except _BUILD_ERRORS as exc:
+            for ext in self.extensions:
+                self._drop_stale(ext)
             _warn(exc)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except _BUILD_ERRORS as exc:
+            self._drop_stale(ext)
             _warn(exc)
+
+    def _drop_stale(self, ext: Extension) -> None:
+        # A build that failed must not ship an extension an earlier build
+        # left in build/ (a wheel takes whatever build/lib holds): the
+        # install is the pure-Python one it says it is.
+        path = self.get_ext_fullpath(ext.name)
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def _warn(exc: BaseException) -> None:

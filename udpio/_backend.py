@@ -7,11 +7,11 @@ backend, as it skips the build at install time.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Optional
 
 from udpio import _socket
 
-__all__ = ["BACKEND", "Socket", "native_socket"]
+__all__ = ["BACKEND", "WHY_PURE", "Socket", "native_socket", "version_line"]
 
 
 def _pure_forced() -> bool:
@@ -25,18 +25,58 @@ def native_socket() -> type[_socket.Socket]:
     return _native.Socket
 
 
-def _load() -> tuple[type[_socket.Socket], Literal["native", "python"]]:
+def _load() -> tuple[type[_socket.Socket], Literal["native", "python"], str]:
+    # The Socket, the backend's name, and why it is the pure one ("" if native).
     if _pure_forced():
-        return _socket.Socket, "python"
+        return _socket.Socket, "python", "forced by UDPIO_NO_EXTENSIONS"
     try:
-        return native_socket(), "native"
-    except ImportError:
-        return _socket.Socket, "python"
+        return native_socket(), "native", ""
+    except ImportError as exc:  # not built, or built but not loadable (a missing symbol, another ABI)
+        if not _built_here():
+            return _socket.Socket, "python", "the C extension is not built here"
+        return _socket.Socket, "python", f"the C extension does not load: {exc}"
 
 
-_SOCKET, BACKEND = _load()
+def _built_here() -> bool:
+    import glob
+
+    here = os.path.dirname(os.path.abspath(_socket.__file__))
+    return bool(glob.glob(os.path.join(here, "_speedups*.so")))
+
+
+_SOCKET, BACKEND, WHY_PURE = _load()
 
 if TYPE_CHECKING:
     Socket = _socket.Socket
 else:
     Socket = _SOCKET
+
+
+def version_line(version: str) -> str:
+    """``--version``'s text: the version, the backend, where udpio was imported from, and why pure.
+
+    A source checkout on ``sys.path`` (``python -m udpio`` in the
+    repository root) shadows an installed udpio; where that makes this
+    process pure although an installed copy has the extension, it says so.
+    """
+    here = os.path.dirname(os.path.abspath(_socket.__file__))
+    text = f"udpio {version} ({BACKEND} backend) from {here}"
+    if BACKEND == "native":
+        return text
+    text += f"; {WHY_PURE.splitlines()[0] if WHY_PURE else 'pure'}"
+    elsewhere = _installed_extension(here)
+    if elsewhere is not None and not _pure_forced():
+        text += f"; an extension is built in {elsewhere}, which this copy shadows"
+    return text
+
+
+def _installed_extension(here: str) -> Optional[str]:
+    # Another udpio on sys.path that has a built extension, if any.
+    import glob
+    import sys
+
+    for entry in sys.path:
+        folder = os.path.join(os.path.abspath(entry or "."), "udpio")
+        if folder != here and glob.glob(os.path.join(folder, "_speedups*.so")):
+            return folder
+    return None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import udpio
+from udpio import _backend
 from udpio._addresses import format_address, parse, resolve
 
 __all__ = ["STOP_SIGNALS", "EchoCounts", "main", "run", "run_until_signal", "serve_echo", "signals_blocked"]
@@ -52,10 +53,18 @@ _DESCRIPTION = (
 )
 
 
+class _Version(argparse.Action):
+    # argparse's own version action wraps the line at the terminal's width;
+    # this one prints it whole (a path does not survive wrapping).
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(_backend.version_line(udpio.__version__))
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="udpio", description=_DESCRIPTION)
     parser.add_argument(
-        "--version", action="version", version=f"udpio {udpio.__version__} ({udpio.BACKEND} backend)"
+        "--version", action=_Version, nargs=0, help="show the version, the backend and where udpio is from"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

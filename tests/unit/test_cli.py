@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -204,7 +205,36 @@ def test_cli_echo_counts_received_and_sent_apart_and_reports_failed_sends(
 def test_cli_version_names_the_version_and_backend(backend: str) -> None:
     result = _udpio("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"udpio {udpio.__version__} ({backend} backend)"
+    line = result.stdout.strip()
+    assert line.startswith(f"udpio {udpio.__version__} ({backend} backend) from {PACKAGE_ROOT}/udpio")
+    if backend == "python":
+        assert line.endswith("forced by UDPIO_NO_EXTENSIONS")  # and says why it is pure
+
+
+def test_cli_version_says_when_the_checkout_shadows_an_installed_extension(tmp_path: Path) -> None:
+    # The bug this pins: in a checkout, `python -m udpio --version` said
+    # "python backend" while the installed `udpio` said "native", with no
+    # word of why. A copy of the package without its extension stands for
+    # the checkout; a folder holding a built one stands for the install.
+    checkout, installed = tmp_path / "checkout", tmp_path / "site"
+    shutil.copytree(Path(PACKAGE_ROOT) / "udpio", checkout / "udpio", ignore=shutil.ignore_patterns("*.so"))
+    (installed / "udpio").mkdir(parents=True)
+    (installed / "udpio" / "_speedups.cpython-3-x86_64-linux-gnu.so").write_bytes(b"")
+    env = {**_env(), "PYTHONPATH": f"{checkout}:{installed}"}
+    env.pop("UDPIO_NO_EXTENSIONS", None)
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "udpio", "--version"],  # -S: only these two folders offer a udpio
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=env,
+        cwd=checkout,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"udpio {udpio.__version__} (python backend) from {checkout}/udpio; the C extension is not built "
+        f"here; an extension is built in {installed}/udpio, which this copy shadows"
+    )
 
 
 def test_cli_console_script_is_python_m_udpio() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -153,3 +154,51 @@ sys.meta_path.insert(0, _Broken())
 def test_n2_an_extension_that_fails_to_load_falls_back_to_pure() -> None:
     env = {key: value for key, value in _env().items() if key != "UDPIO_NO_EXTENSIONS"}
     assert _backend_in_child(env, _BROKEN_EXTENSION) == "python"
+
+
+def _setuptools_new_enough() -> bool:
+    try:
+        from importlib.metadata import version
+
+        return int(version("setuptools").split(".")[0]) >= 77
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _setuptools_new_enough(), reason="needs setuptools 77 or later to run setup.py")
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
+def test_n2_a_failed_build_never_ships_an_extension_an_earlier_build_left(
+    tmp_path: Path, backend: str
+) -> None:
+    # The bug this pins: after one `pip install .`, `CC=/bin/false pip install .`
+    # printed the fallback warning, then put the old .so from build/ into the
+    # wheel, and the install said "native backend".
+    if backend != "native":
+        pytest.skip("one build for both backends: run once, in the native run")
+    root = Path(__file__).resolve().parents[2]
+    build = [
+        "setup.py",
+        "-q",
+        "build_ext",
+        "--build-lib",
+        str(tmp_path / "lib"),
+        "--build-temp",
+        str(tmp_path / "tmp"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("CC", "UDPIO_NO_EXTENSIONS", "CFLAGS", "LDFLAGS")}
+    first = subprocess.run(
+        [sys.executable, *build], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert first.returncode == 0, first.stderr
+    assert list((tmp_path / "lib" / "udpio").glob("_speedups*.so")), "the first build made no extension"
+    failed = subprocess.run(
+        [sys.executable, *build],
+        cwd=root,
+        env={**env, "CC": "/bin/false"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 0, failed.stderr  # the install goes on, pure
+    assert "WARNING: udpio: the C extension was not built" in failed.stderr
+    assert not list((tmp_path / "lib" / "udpio").glob("_speedups*.so")), "a stale extension would ship"
