@@ -203,7 +203,7 @@ def run_p5(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Opene
                 per_receive,
                 None,
                 "",
-                f"no growth, <= {READ_SLOTS[name]} buffers",
+                f"flat, <= {READ_SLOTS[name]} buffers",
                 None,
                 met,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -60,24 +61,50 @@ def _baseline(figure: Figure) -> str:
     if figure.baseline is None:
         return "-"
     if figure.unit == "datagrams/s":
-        return f"{figure.baseline:,.0f}/s ({figure.baseline_name})"
-    return f"{format_time(figure.baseline)} ({figure.baseline_name})"
+        return f"{figure.baseline:,.0f}/s"
+    return format_time(figure.baseline)
+
+
+#: The table fits a terminal of this many columns; what does not (each
+#: figure's whole description) is wrapped onto its group's heading lines,
+#: and every field is in --json as well.
+WIDTH = 79
 
 
 def format_table(figures: list[Figure]) -> str:
-    """The figures as a fixed-width text table."""
-    header = ("rule", "figure", "backend", "udpio", "baseline", "ratio", "target", "met")
-    rows = [header]
+    """The figures as a text table no wider than ``WIDTH`` columns.
+
+    Rows that measure the same thing against the same baseline form a group
+    under a heading (the rule, what it measures, the baseline); each row
+    is then one backend: its figure, the baseline's, the ratio, the target,
+    whether it is met.
+    """
+    header = ("backend", "udpio", "baseline", "ratio", "target", "met")
+    rows: list[tuple[str, ...]] = []
+    headings: dict[int, str] = {}
+    last: tuple[str, str, str] | None = None
     for f in figures:
-        base = _baseline(f)
+        group = (f.rule, f.what, f.baseline_name)
+        if group != last:
+            against = f" (baseline: {f.baseline_name})" if f.baseline_name else ""
+            headings[len(rows)] = f"{f.rule}  {f.what}{against}"
+            last = group
         ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
         met = "-" if f.met is None else "yes" if f.met else "NO"
-        rows.append((f.rule, f.what, f.backend, _value(f), base, ratio, f.target, met))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+        rows.append((f.backend, _value(f), _baseline(f), ratio, f.target, met))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.rjust(w) if 1 <= i <= 3 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    lines = [line(header), "-" * min(WIDTH, len(line(header)))]
+    for index, row in enumerate(rows):
+        if index in headings:
+            lines += textwrap.wrap(headings[index], WIDTH, subsequent_indent="     ")
+        lines.append(line(row))
     return "\n".join(lines)
 
 

@@ -264,9 +264,14 @@ recv_batch(CoreObject *self, int *err)
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &self->queue[i].src;
         msgs[i].msg_hdr.msg_namelen = sizeof(self->queue[i].src);
-        /* Each slot its own control buffer: it stays with the read (M1, B1). */
-        msgs[i].msg_hdr.msg_control = self->control[i].buf;
-        msgs[i].msg_hdr.msg_controllen = sizeof(self->control[i].buf);
+        /* Each slot its own control buffer: it stays with the read (M1, B1);
+         * before the first recv_datagram, room for GRO's message only (the
+         * kernel flags the rest MSG_CTRUNC: such a read reports no dst). */
+        size_t room = self->arrivals ? sizeof(self->control[i].buf)
+                      : self->gro    ? CMSG_SPACE(sizeof(int))
+                                     : 0;
+        msgs[i].msg_hdr.msg_control = room > 0 ? self->control[i].buf : NULL;
+        msgs[i].msg_hdr.msg_controllen = room;
     }
     Py_BEGIN_ALLOW_THREADS
     n = recvmmsg(fd, msgs, RECV_MANY, 0, NULL);
@@ -506,6 +511,9 @@ receive(CoreObject *self, const char *fname, PyObject *const *args, Py_ssize_t n
         return recv_refused(self);
     }
     role_took(self->reader);
+    if (datagram) {
+        self->arrivals = 1;
+    }
     PyObject *result = recv_as_reader(self, timeout, datagram);
     if (self->recv_exit_releases) {
         result = release_on_exit(self, result);

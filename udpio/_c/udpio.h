@@ -181,6 +181,12 @@ typedef struct {
     char send_exit_releases;
     char gso_off; /* the kernel has no UDP GSO: sendmmsg from then on */
     char gro;     /* UDP_GRO is on: a slot may hold several datagrams (B1) */
+    /* recv_datagram has been called: from then on every batch asks the
+     * kernel for all control messages (M1). Until then a batch has room for
+     * GRO's segment size alone, which the kernel puts first; it leaves out
+     * the destination and TOS that no recv reads, and their cost (P10).
+     * Written and read under the reader role. */
+    char arrivals;
     RoleObject *reader;
     RoleObject *writer;
     PyObject *pool;
