@@ -21,7 +21,7 @@ from udpio import _socket
 from udpio._addresses import Address
 from udpio._backend import BACKEND, Socket
 from udpio._datagram import Datagram, Stats
-from udpio._errors import ClosedError, ConcurrentRecvError
+from udpio._errors import ClosedError, ConcurrentRecvError, datagrams_sent
 
 #: Alias kept for the Go-flavoured name of the seed API.
 ErrClosed = ClosedError
@@ -40,6 +40,7 @@ __all__ = [
     "ErrClosed",
     "Socket",
     "Stats",
+    "datagrams_sent",
     "listen",
     "wrap_conn",
 ]

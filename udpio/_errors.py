@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ClosedError", "ConcurrentRecvError"]
+__all__ = ["ClosedError", "ConcurrentRecvError", "datagrams_sent"]
 
 _CLOSED_MESSAGE = "udpio: socket closed"
 
@@ -25,3 +25,15 @@ class ConcurrentRecvError(RuntimeError):
     A Socket has one reader at a time (C1 in docs/reference.md). The call already
     inside ``recv`` is not disturbed; only the newcomer gets this error.
     """
+
+
+def datagrams_sent(exc: BaseException) -> int:
+    """How many datagrams of a ``send_batch`` went out before it raised ``exc``.
+
+    Every exception ``send_batch`` raises carries this as ``exc.sent`` (B3);
+    this reads it where a type checker cannot know that (``TimeoutError``
+    has no ``sent``). 0 for an exception that carries none. Pure;
+    thread-safe; raises nothing.
+    """
+    sent = getattr(exc, "sent", 0)
+    return sent if isinstance(sent, int) else 0

@@ -730,6 +730,20 @@ class Socket:
                 local = self._local = _bound_address(self._sock)
         return local
 
+    def bound_addr(self) -> Address:
+        """The bound address, for a Socket you know is bound (``listen`` binds).
+
+        ``local_addr()`` without the ``Optional``: raises ``ClosedError``
+        after ``close()``, and ``OSError`` (``EINVAL``) for an adopted socket
+        that no ``send`` has bound yet. Thread-safe, as ``local_addr``.
+        """
+        local = self.local_addr()
+        if local is not None:
+            return local
+        if self._closed:
+            raise ClosedError()
+        raise OSError(errno.EINVAL, "udpio: the socket is not bound (send once, or bind it before wrap_conn)")
+
     def __repr__(self) -> str:
         if self._closed:
             return "<udpio.Socket closed>"

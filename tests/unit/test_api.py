@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import inspect
+import socket
 
 import pytest
 
@@ -11,7 +13,18 @@ from tests.helpers import pair
 from udpio import _socket
 
 #: The Socket's public methods (docs/reference.md's table).
-METHODS = ("recv", "recv_datagram", "send", "send_batch", "reply", "stats", "close", "conn", "local_addr")
+METHODS = (
+    "recv",
+    "recv_datagram",
+    "send",
+    "send_batch",
+    "reply",
+    "stats",
+    "close",
+    "conn",
+    "local_addr",
+    "bound_addr",
+)
 
 
 def test_api_public_names_are_exactly_the_reference_table() -> None:
@@ -24,6 +37,7 @@ def test_api_public_names_are_exactly_the_reference_table() -> None:
         "ErrClosed",
         "Socket",
         "Stats",
+        "datagrams_sent",
         "listen",
         "wrap_conn",
     }
@@ -55,7 +69,13 @@ def test_api_every_public_name_documents_raises_and_thread_safety(obj: object) -
     doc = inspect.getdoc(obj)
     assert doc and len(doc) > 40
     # conn, local_addr, stats and close raise nothing of their own.
-    if inspect.isfunction(obj) and obj.__name__ not in ("conn", "local_addr", "close", "stats"):
+    if inspect.isfunction(obj) and obj.__name__ not in (
+        "conn",
+        "local_addr",
+        "close",
+        "stats",
+        "datagrams_sent",
+    ):
         assert "raises" in doc.lower(), f"{obj.__qualname__} does not say what it raises"
     if inspect.isfunction(obj):
         assert "thread" in doc.lower() or "Thread" in doc, f"{obj.__qualname__} says nothing of threads"
@@ -93,3 +113,23 @@ def test_api_repr_shows_address_then_closed() -> None:
         port = a.conn().getsockname()[1]
         assert repr(a) == f"<udpio.Socket 127.0.0.1:{port}>"
     assert repr(a) == "<udpio.Socket closed>"
+
+
+def test_api_bound_addr_is_local_addr_without_the_optional() -> None:
+    with udpio.listen("127.0.0.1:0") as sock:
+        assert sock.bound_addr() == sock.local_addr()
+    with pytest.raises(udpio.ClosedError):
+        sock.bound_addr()
+    with udpio.wrap_conn(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as adopted:
+        with pytest.raises(OSError, match="not bound") as info:
+            adopted.bound_addr()
+        assert info.value.errno == errno.EINVAL
+        adopted.send(b"x", ("127.0.0.1", 9))  # binds it
+        assert adopted.bound_addr()[1] != 0
+
+
+def test_b3_datagrams_sent_reads_sent_off_any_exception() -> None:
+    error = TimeoutError("udpio: send_batch timed out")
+    error.sent = 3  # type: ignore[attr-defined]  # as send_batch sets it
+    assert udpio.datagrams_sent(error) == 3
+    assert udpio.datagrams_sent(KeyboardInterrupt()) == 0
