@@ -275,6 +275,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:  # unresolvable host, port in use, ...: say so, no traceback
         print(f"udpio {args.command}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # an address only resolution finds bad (a host idna cannot encode)
+        if not str(exc).startswith("udpio: invalid address"):
+            raise
+        print(f"udpio {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 def run() -> None:

@@ -468,3 +468,14 @@ def test_m2_echo_answers_a_connected_client_from_the_address_it_asked() -> None:
         out, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, err
         assert out.strip().endswith("; the kernel dropped 0")
+
+
+def test_s3_cli_send_to_a_host_that_does_not_resolve_names_it() -> None:
+    # The bug this pins: `udpio send nosuch.invalid:9 hi` printed only
+    # "[Errno -2] Name or service not known". (.invalid never resolves.)
+    result = _udpio("send", "no-such-host.invalid:9", "hi")
+    assert result.returncode == 1
+    assert "'no-such-host.invalid'" in result.stderr and "Traceback" not in result.stderr
+    too_long = _udpio("send", "a" * 64 + ":9", "hi")  # a label idna cannot encode
+    assert too_long.returncode == 2
+    assert "invalid address" in too_long.stderr and "Traceback" not in too_long.stderr

@@ -29,7 +29,7 @@ same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b,
  * (no str and tuple per datagram for a steady peer, or for the one local
  * address a server is asked on). `seen`, `seen_len`, `tuple` are one cache;
  * the caller holds the reader role, which owns them. */
-static PyObject *
+static inline PyObject *
 cached_address(PyObject **tuple, struct sockaddr_storage *seen, socklen_t *seen_len,
                const struct sockaddr_storage *ss, socklen_t len)
 {
@@ -257,6 +257,10 @@ recv_batch(CoreObject *self, int *err)
     struct mmsghdr msgs[RECV_MANY];
     struct iovec iov[RECV_MANY];
     memset(msgs, 0, sizeof(msgs));
+    /* Each slot its own control buffer: it stays with the read (M1, B1);
+     * before the first recv_datagram, room for GRO's message only (the
+     * kernel flags the rest MSG_CTRUNC: such a read reports no dst). */
+    size_t room = self->arrivals ? sizeof(self->control[0].buf) : self->gro ? CMSG_SPACE(sizeof(int)) : 0;
     for (int i = 0; i < RECV_MANY; i++) {
         iov[i].iov_base = self->slots[i]->data;
         iov[i].iov_len = (size_t)self->slots[i]->capacity;
@@ -264,12 +268,6 @@ recv_batch(CoreObject *self, int *err)
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_name = &self->queue[i].src;
         msgs[i].msg_hdr.msg_namelen = sizeof(self->queue[i].src);
-        /* Each slot its own control buffer: it stays with the read (M1, B1);
-         * before the first recv_datagram, room for GRO's message only (the
-         * kernel flags the rest MSG_CTRUNC: such a read reports no dst). */
-        size_t room = self->arrivals ? sizeof(self->control[i].buf)
-                      : self->gro    ? CMSG_SPACE(sizeof(int))
-                                     : 0;
         msgs[i].msg_hdr.msg_control = room > 0 ? self->control[i].buf : NULL;
         msgs[i].msg_hdr.msg_controllen = room;
     }
