@@ -139,6 +139,13 @@ class Host:
         """The index of this host's veth end, as its own namespace numbers it."""
         return self.run(lambda: socket.if_nametoindex(self.device))
 
+    def link_local(self) -> str:
+        """This host's link-local IPv6 address on its veth end."""
+        out = self.exec("ip", "-6", "-o", "addr", "show", "dev", self.device, "scope", "link").stdout
+        match = re.search(r"inet6 (fe80::[0-9a-f:]+)/", out)
+        assert match, out
+        return match.group(1)
+
     def rx_packets(self) -> int:
         """Packets this host's veth end has received (its own counter)."""
         return int(self.exec("cat", f"/sys/class/net/{self.device}/statistics/rx_packets").stdout)
@@ -256,6 +263,16 @@ def two_hosts(
                     f"net.ipv6.conf.{host.device}.disable_ipv6=1",
                 )
             _sh("ip", "-n", host.name, "link", "set", host.device, "mtu", str(mtu))
+            if ipv6:  # the link-local address usable at once, as nodad does for the others
+                _sh(
+                    "ip",
+                    "netns",
+                    "exec",
+                    host.name,
+                    "sysctl",
+                    "-q",
+                    f"net.ipv6.conf.{host.device}.accept_dad=0",
+                )
         _sh("ip", "-n", client.name, "addr", "add", f"{CLIENT4}/24", "dev", "vc")
         for address in SERVER4:
             _sh("ip", "-n", server.name, "addr", "add", f"{address}/24", "brd", BROADCAST4, "dev", "vs")

@@ -64,6 +64,22 @@ def test_m5_m1_m2_a_wildcard_server_answers_from_each_of_its_addresses() -> None
                 assert server.stats().received == len(asked)
 
 
+def test_m5_m1_a_link_local_destination_carries_its_interface_as_scope() -> None:
+    # fe80::/10 means nothing without its interface: Datagram.dst carries
+    # it as scope_id, so that reply can send from it.
+    with two_hosts() as link:
+        server = link.server.run(lambda: udpio.listen("[::]:0"))
+        with server, link.client.udp_socket(socket.AF_INET6) as peer:
+            address, index = link.server.link_local(), link.server.ifindex()
+            peer.settimeout(HANG)
+            peer.connect((address, _port(server), 0, link.client.ifindex()))
+            peer.send(b"on the link")
+            got = server.recv_datagram(timeout=HANG)
+            assert got.dst == (address, _port(server), 0, index)
+            server.reply(b"answered", got)
+            assert peer.recv(100) == b"answered"
+
+
 def test_m5_m1_a_broadcast_on_the_link_reports_the_broadcast_address() -> None:
     with two_hosts(ipv6=False) as link:
         server = link.server.run(lambda: udpio.listen("0.0.0.0:0"))

@@ -201,6 +201,17 @@ def test_m1_control_data_the_kernel_cut_short_says_nothing() -> None:
         assert (got.dst, got.ifindex, got.tos) == (None, 0, None)
 
 
+def test_m1_options_turned_off_through_conn_report_nothing() -> None:
+    # Without IP_PKTINFO and IP_RECVTOS the kernel says nothing: unknown,
+    # not a guess (and not an empty string).
+    with udpio.listen("127.0.0.1:0") as server, client("127.0.0.1", _port(server)) as peer:
+        for option in (_cmsg.IP_PKTINFO, _cmsg.IP_RECVTOS):
+            server.conn().setsockopt(socket.IPPROTO_IP, option, 0)
+        peer.send(b"x")
+        got = server.recv_datagram(timeout=HANG)
+        assert (bytes(got.frame), got.dst, got.ifindex, got.tos) == (b"x", None, 0, None)
+
+
 def test_m1_c1_recv_datagram_is_the_same_single_reader_as_recv() -> None:
     with udpio.listen("127.0.0.1:0") as server:
         reader, outcome = run_in_thread(lambda: server.recv_datagram(timeout=HANG), "reader")
@@ -284,6 +295,45 @@ def test_m2_a_bad_src_is_refused_before_anything_is_sent(
         with pytest.raises(BlockingIOError):
             peer.recv(10)  # nothing went out
         assert server.send(b"ok", peer.getsockname()) == 2  # the Socket stays usable
+
+
+@pytest.mark.ipv6
+def test_m2_an_ipv4_src_on_a_dual_stack_socket_means_its_mapped_form() -> None:
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    with udpio.listen("[::]:0") as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(HANG)
+        for src in ("127.0.0.5", "::ffff:127.0.0.6", ("::ffff:127.0.0.7", 0, 0, 0)):
+            assert server.send(b"hi", peer.getsockname(), src=src) == 2
+            host = src if isinstance(src, str) else src[0]
+            assert peer.recvfrom(10) == (b"hi", (host.replace("::ffff:", ""), _port(server)))
+
+
+@pytest.mark.parametrize(
+    ("dst", "source"),
+    [
+        (("127.0.0.2", 53), True),
+        (("0.0.0.0", 53), False),
+        (("255.255.255.255", 53), False),
+        (("224.0.0.1", 53), False),
+        (("239.255.255.250", 53), False),
+        (("223.255.255.255", 53), True),
+        (("240.0.0.1", 53), True),
+        (("::ffff:127.0.0.2", 53, 0, 0), True),
+        (("::ffff:224.0.0.251", 53, 0, 0), False),
+        (("::ffff:0.0.0.0", 53, 0, 0), False),
+        (("::1", 53, 0, 0), True),
+        (("::", 53, 0, 0), False),
+        (("ff02::fb", 53, 0, 0), False),
+        (("FF05::2", 53, 0, 0), False),
+        (None, False),
+    ],
+)
+def test_m2_reply_sends_from_dst_unless_it_is_no_source(dst: object, source: bool) -> None:
+    # Wildcards, multicast and the limited broadcast are never a source:
+    # the kernel chooses. Every unicast address is used as it is.
+    assert _cmsg.reply_source(dst) == (dst if source else None)  # type: ignore[arg-type]
 
 
 def test_m2_a_src_that_is_not_an_address_of_this_host_is_the_kernels_error() -> None:
