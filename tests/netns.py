@@ -252,27 +252,11 @@ def two_hosts(
             server.name,
         )
         for host in (client, server):
-            if not ipv6:
-                _sh(
-                    "ip",
-                    "netns",
-                    "exec",
-                    host.name,
-                    "sysctl",
-                    "-q",
-                    f"net.ipv6.conf.{host.device}.disable_ipv6=1",
-                )
+            # No IPv6 at all, or its link-local address usable at once (as
+            # nodad makes the others).
+            setting = "disable_ipv6=1" if not ipv6 else "accept_dad=0"
+            _sh("ip", "netns", "exec", host.name, "sysctl", "-q", f"net.ipv6.conf.{host.device}.{setting}")
             _sh("ip", "-n", host.name, "link", "set", host.device, "mtu", str(mtu))
-            if ipv6:  # the link-local address usable at once, as nodad does for the others
-                _sh(
-                    "ip",
-                    "netns",
-                    "exec",
-                    host.name,
-                    "sysctl",
-                    "-q",
-                    f"net.ipv6.conf.{host.device}.accept_dad=0",
-                )
         _sh("ip", "-n", client.name, "addr", "add", f"{CLIENT4}/24", "dev", "vc")
         for address in SERVER4:
             _sh("ip", "-n", server.name, "addr", "add", f"{address}/24", "brd", BROADCAST4, "dev", "vs")
