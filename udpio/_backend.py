@@ -38,10 +38,13 @@ def _load() -> tuple[type[_socket.Socket], Literal["native", "python"], str]:
 
 
 def _built_here() -> bool:
+    return _has_extension(os.path.dirname(os.path.abspath(_socket.__file__)))
+
+
+def _has_extension(folder: str) -> bool:
     import glob
 
-    here = os.path.dirname(os.path.abspath(_socket.__file__))
-    return bool(glob.glob(os.path.join(here, "_speedups*.so")))
+    return bool(glob.glob(os.path.join(folder, "_speedups*.so")))
 
 
 _SOCKET, BACKEND, WHY_PURE = _load()
@@ -72,11 +75,10 @@ def version_line(version: str) -> str:
 
 def _installed_extension(here: str) -> Optional[str]:
     # Another udpio on sys.path that has a built extension, if any.
-    import glob
     import sys
 
     for entry in sys.path:
         folder = os.path.join(os.path.abspath(entry or "."), "udpio")
-        if folder != here and glob.glob(os.path.join(folder, "_speedups*.so")):
+        if folder != here and _has_extension(folder):
             return folder
     return None

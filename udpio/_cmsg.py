@@ -16,7 +16,7 @@ from typing import Final, Optional
 
 from udpio._addresses import Address
 
-__all__ = ["SPACE", "enable", "parse", "reply_source", "source"]
+__all__ = ["SPACE", "dual_stack", "enable", "parse", "reply_source", "source"]
 
 # Linux's values (netinet/in.h, linux/in6.h); the socket module's where it has them.
 IP_TOS: Final[int] = getattr(socket, "IP_TOS", 1)
@@ -50,12 +50,22 @@ def _set(conn: socket.socket, level: int, option: int) -> bool:
     return True
 
 
-def enable(conn: socket.socket) -> bool:
+def dual_stack(conn: socket.socket) -> bool:
+    """Whether ``conn`` is an IPv6 socket that also carries IPv4 (``IPV6_V6ONLY`` off). Never raises."""
+    if conn.family != socket.AF_INET6:
+        return False
+    try:
+        return conn.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    except OSError:
+        return False
+
+
+def enable(conn: socket.socket, dual: bool) -> bool:
     """Ask the kernel for each datagram's destination, interface and TOS (M4).
 
     IPv4: ``IP_PKTINFO`` and ``IP_RECVTOS``. IPv6: ``IPV6_RECVPKTINFO`` and
-    ``IPV6_RECVTCLASS``, and the IPv4 pair too where the socket also takes
-    IPv4 (dual-stack), for its IPv4 senders. Returns whether the
+    ``IPV6_RECVTCLASS``, and the IPv4 pair too where the socket is
+    dual-stack (``dual``), for its IPv4 senders. Returns whether the
     destination will be reported; never raises (a platform without the
     options reports ``None``).
     """
@@ -64,11 +74,7 @@ def enable(conn: socket.socket) -> bool:
         return _set(conn, socket.IPPROTO_IP, IP_PKTINFO)
     on = _set(conn, socket.IPPROTO_IPV6, IPV6_RECVPKTINFO)
     _set(conn, socket.IPPROTO_IPV6, IPV6_RECVTCLASS)
-    try:
-        dual_stack = conn.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
-    except OSError:
-        dual_stack = False
-    if dual_stack:
+    if dual:
         _set(conn, socket.IPPROTO_IP, IP_PKTINFO)
         _set(conn, socket.IPPROTO_IP, IP_RECVTOS)
     return on

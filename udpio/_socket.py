@@ -143,9 +143,13 @@ class Socket:
         self._gro = set_gro(conn, self._SPLITS_GRO)
         # M1, M4: the kernel says with each datagram where it went, through
         # which interface, with which TOS (recv_datagram reads it).
-        _cmsg.enable(conn)
+        dual_stack = _cmsg.dual_stack(conn)
+        _cmsg.enable(conn, dual_stack)
         self._sock: Final = conn
         self._family: Final = conn.family
+        # An IPv6 Socket that also carries IPv4 (IPV6_V6ONLY off): fixed once
+        # bound, asked once here (S3's mapping and M4's IPv4 options use it).
+        self._dual_stack: Final = dual_stack
         self._pool: Final = _pool if _pool is not None else self._default_pool()
         self._rsel: Final = rsel
         self._wait_readable: Final = _waiter(rsel)
@@ -397,7 +401,7 @@ class Socket:
         # Caller holds the writer role.
         mapped = self._checked_destination(dst)
         if mapped is dst:
-            raise resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc) from None
+            raise _unresolved(dst, exc) from None
         send = functools.partial(self._sock.sendto, frame, mapped)
         try:
             return send()
@@ -418,16 +422,7 @@ class Socket:
     def _checked_destination(self, dst: Address) -> Address:
         # S3, before a batch or a send from a src, and after a resolver
         # error: the other family's address mapped or refused.
-        return destination_family(dst, self._family, self._dual_stack())  # type: ignore[return-value]
-
-    def _dual_stack(self) -> bool:
-        # Whether this IPv6 Socket also carries IPv4 (IPV6_V6ONLY off).
-        if self._family != socket.AF_INET6:
-            return False
-        try:
-            return self._sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
-        except OSError:
-            return False
+        return destination_family(dst, self._family, self._dual_stack)  # type: ignore[return-value]
 
     def _send_from(self, frame: ReadableBuffer, dst: Address, cmsg: _Cmsg, timeout: Optional[float]) -> int:
         # send() with a src (M2): one sendmsg carrying the source's pktinfo.
@@ -445,7 +440,7 @@ class Socket:
             except (TypeError, ValueError, OverflowError, BufferError) as exc:
                 raise _bad_send_arguments(frame, dst, exc) from None
             except socket.gaierror as exc:
-                raise resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc) from None
+                raise _unresolved(dst, exc) from None
             self._sent += 1
             return nbytes
         finally:
@@ -529,7 +524,7 @@ class Socket:
                     except (TypeError, ValueError, OverflowError) as exc:
                         raise _bad_send_arguments(batch[sent], dst, exc) from None
                     except socket.gaierror as exc:  # a name that does not resolve
-                        raise resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc) from None
+                        raise _unresolved(dst, exc) from None
                     sent += went
                     self._sent += went
             finally:
@@ -871,6 +866,11 @@ def _check_frames(frames: Sequence[object], largest: int) -> None:
                 f"udpio: frames[{index}] is {size:,} bytes, more than the {largest:,} a UDP datagram "
                 "can carry here (nothing was sent)",
             )
+
+
+def _unresolved(dst: object, exc: socket.gaierror) -> socket.gaierror:
+    # The resolver's error for a destination, naming its host.
+    return resolver_error(dst[0] if isinstance(dst, tuple) and dst else dst, exc)
 
 
 def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception:
