@@ -94,6 +94,14 @@ def _check_timeout(timeout: object) -> None:
         raise ValueError(f"udpio: timeout must be None or a number >= 0, not {timeout!r}")
 
 
+def _check_max_datagrams(value: object) -> None:
+    # K1: a batch's bound is a positive int.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"udpio: max_datagrams must be a positive int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"udpio: max_datagrams must be a positive int, not {value!r}")
+
+
 class Socket:
     """One UDP socket with a blocking ``recv`` that ``close()`` can interrupt.
 
@@ -107,6 +115,7 @@ class Socket:
     # recv splits what UDP GRO joins. The native Socket (udpio._native)
     # overrides these and recv/send.
     _check_timeout = staticmethod(_check_timeout)
+    _check_max_datagrams = staticmethod(_check_max_datagrams)
     _SPLITS_GRO: ClassVar[bool] = False
 
     @staticmethod
@@ -163,6 +172,13 @@ class Socket:
         self._reader_is_me: Final = _owned_by_me(self._reader)
         self._buf: Optional[bytearray] = None
         self._frame: Optional[memoryview] = None
+        # K1: the frames the last recv_batch handed out (None: it was not
+        # the last receive call), the arenas they were read into, and a
+        # kernel error met after the batch's first datagram, which the next
+        # receive call raises (B1: no datagram is lost to it).
+        self._batch: Optional[list[memoryview]] = None
+        self._arenas: list[bytearray] = []
+        self._pending_error: Optional[OSError] = None
         self._received = 0  # M3: datagrams the receive calls returned
 
         # The writer role: held while send uses the descriptor or waits for
@@ -223,6 +239,8 @@ class Socket:
         if self._reader_is_me() or not reader.acquire(False):
             raise self._recv_refused()
         try:
+            if self._batch is not None:
+                self._release_batch()  # K1: the last call was a recv_batch
             frame = self._frame
             if frame is not None:
                 self._frame = None
@@ -296,10 +314,21 @@ class Socket:
             reader.release()
 
     def _read_buffer(self) -> bytearray:
+        # What recv_datagram does first, holding the reader role: the steps
+        # of _release_last, then the buffer to read into.
+        self._release_last()
+        buf = self._buf
+        if buf is None:
+            buf = self._buf = self._pool.get()
+        return buf
+
+    def _release_last(self) -> None:
         # What every receive does first, holding the reader role (recv does
-        # the same steps inlined, for P1): release the last frame (R3), drop
-        # its buffer if the caller still views it (R4), refuse after close
-        # (R5), and return the buffer to read into.
+        # the same steps inlined, for P1): release the last frame or batch
+        # (R3, K1), drop a buffer the caller still views (R4), refuse after
+        # close (R5).
+        if self._batch is not None:
+            self._release_batch()
         frame = self._frame
         if frame is not None:
             self._frame = None
@@ -313,10 +342,59 @@ class Socket:
         if self._closed:
             self._return_buffer()
             raise ClosedError()
-        buf = self._buf
-        if buf is None:
-            buf = self._buf = self._pool.get()
-        return buf
+
+    def recv_batch(self, max_datagrams: int = 64, timeout: Optional[float] = None) -> list[Datagram]:
+        """Wait for a datagram, then take every one already there, up to ``max_datagrams``.
+
+        Waits as ``recv_datagram`` does for the first datagram, then,
+        without waiting again, takes the datagrams this Socket and the
+        kernel already hold, in arrival order, until ``max_datagrams`` or
+        until nothing more is ready. Returns a non-empty list of
+        ``Datagram``; answer each with ``reply`` or all at once with
+        ``send_many``. Every frame of the list stays valid until the next
+        receive call of any kind, which releases them all; slices of them
+        that you keep are never overwritten.
+
+        Raises what ``recv`` raises (``TimeoutError`` rather than an empty
+        list), and ``TypeError``/``ValueError`` for a ``max_datagrams`` that
+        is not a positive int. A kernel error met after the first datagram
+        is raised by the next receive call, so no datagram is lost to it.
+
+        Thread-safe, one caller at a time, shared with ``recv``: a second
+        thread in any receive call gets ``ConcurrentRecvError``.
+        """
+        _check_max_datagrams(max_datagrams)
+        if timeout is not None:
+            _check_timeout(timeout)
+        reader = self._reader
+        if self._reader_is_me() or not reader.acquire(False):
+            raise self._recv_refused()  # C1, as in recv
+        try:
+            self._release_last()
+            batch = self._batch = []
+            datagrams = _read_many(self, batch, max_datagrams, timeout)
+            self._received += len(datagrams)
+            return datagrams
+        finally:
+            if self._recv_exit_releases:
+                self._release()
+            reader.release()
+
+    def _release_batch(self) -> None:
+        # K1: the next receive call releases every frame of the last batch
+        # (R3) and keeps no arena the caller still views (R4); then it
+        # raises the kernel error the batch met after its first datagram.
+        # Caller holds the reader role.
+        batch, self._batch = self._batch, None
+        for frame in batch or ():
+            try:
+                frame.release()
+            except BufferError:
+                pass  # the caller exports the frame itself: it stays valid
+        self._arenas = [arena for arena in self._arenas if not is_exported(arena)]
+        error, self._pending_error = self._pending_error, None
+        if error is not None and not self._closed:
+            raise error
 
     def _port(self) -> int:
         # The bound port, for Datagram.dst. Caller holds the reader role,
@@ -763,6 +841,55 @@ class Socket:
             return  # closed, or __init__ never finished
         warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
         self._release()
+
+
+#: K1: a pure batch reads datagram after datagram into one arena, each
+#: where the last ended, while a whole datagram still fits (so a batch of
+#: small datagrams costs one arena, not a buffer each).
+_ARENA_SIZE: Final = 2 * BUFFER_SIZE
+
+
+def _read_many(sock: Socket, batch: list[memoryview], limit: int, timeout: Optional[float]) -> list[Datagram]:
+    # The body of recv_batch: the first datagram waits, the rest only take
+    # what is ready. Each frame is appended to `batch` as it is made, so the
+    # next receive call releases it even if this one fails part-way. Caller
+    # holds the reader role.
+    datagrams: list[Datagram] = []
+    arenas = sock._arenas
+    family, port = sock._family, sock._port()
+    recvmsg_into = sock._sock.recvmsg_into
+    used = 0  # arenas[:used] hold this batch's frames
+    offset = _ARENA_SIZE  # where the next datagram goes in arenas[used - 1]
+    while len(datagrams) < limit:
+        if _ARENA_SIZE - offset < BUFFER_SIZE:
+            if used == len(arenas):
+                arenas.append(bytearray(_ARENA_SIZE))
+            used += 1
+            offset = 0
+        arena = arenas[used - 1]
+        with memoryview(arena) as room:
+            into = [room[offset:]]
+            try:
+                nbytes, ancdata, flags, src = recvmsg_into(into, _cmsg.SPACE)
+            except BlockingIOError:
+                if datagrams:
+                    break  # nothing more is ready
+                nbytes, ancdata, flags, src = sock._wait_and_recv(
+                    functools.partial(recvmsg_into, into, _cmsg.SPACE), timeout
+                )
+            except OSError as exc:
+                if not datagrams:
+                    raise
+                sock._pending_error = exc  # B1: raised by the next receive call
+                break
+            finally:
+                into[0].release()
+        frame = memoryview(arena).toreadonly()[offset : offset + nbytes]
+        batch.append(frame)
+        offset += nbytes
+        dst, ifindex, tos = _cmsg.parse(ancdata, flags, family, port)
+        datagrams.append(Datagram(frame, src, dst, ifindex, tos))
+    return datagrams
 
 
 def _waiter(sel: selectors.BaseSelector) -> Callable[[Optional[float]], object]:

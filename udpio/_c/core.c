@@ -43,6 +43,7 @@ Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->state = PyModule_GetState(module);
     self->fd = -1;
     self->current = -1;
+    self->depth = 1;
     self->local_port = -1;
     return (PyObject *)self;
 }
@@ -60,6 +61,7 @@ Core_traverse(CoreObject *self, visitproc visit, void *arg)
         Py_VISIT(self->slots[i]);
     }
     Py_VISIT(self->frame);
+    Py_VISIT(self->batch);
     Py_VISIT(self->src_addr);
     Py_VISIT(self->to_addr);
     Py_VISIT(self->dst);
@@ -78,6 +80,7 @@ Core_clear(CoreObject *self)
         Py_CLEAR(self->slots[i]);
     }
     Py_CLEAR(self->frame);
+    Py_CLEAR(self->batch);
     Py_CLEAR(self->src_addr);
     Py_CLEAR(self->to_addr);
     Py_CLEAR(self->dst);
@@ -309,6 +312,8 @@ static PyMethodDef Core_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))Core_recv, METH_FASTCALL | METH_KEYWORDS, Core_recv_doc},
     {"recv_datagram", (PyCFunction)(void (*)(void))Core_recv_datagram,
      METH_FASTCALL | METH_KEYWORDS, Core_recv_datagram_doc},
+    {"recv_batch", (PyCFunction)(void (*)(void))Core_recv_batch, METH_FASTCALL | METH_KEYWORDS,
+     Core_recv_batch_doc},
     {"send", (PyCFunction)(void (*)(void))Core_send, METH_FASTCALL | METH_KEYWORDS, Core_send_doc},
     {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,
      "The native Socket._send_some: up to 64 datagrams per GSO send or sendmmsg."},

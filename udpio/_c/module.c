@@ -67,6 +67,7 @@ udpio_exec(PyObject *module)
         intern(&st->str_recv_refused, "_recv_refused") < 0 ||
         intern(&st->str_await_readable, "_await_readable") < 0 ||
         intern(&st->str_check_timeout, "_check_timeout") < 0 ||
+        intern(&st->str_check_max_datagrams, "_check_max_datagrams") < 0 ||
         intern(&st->str_send_slow, "_send_slow") < 0 ||
         intern(&st->str_send_some_slow, "_send_some_slow") < 0 ||
         intern(&st->str_source_cmsg, "_source_cmsg") < 0) {
@@ -108,6 +109,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_recv_refused);
     Py_CLEAR(st->str_await_readable);
     Py_CLEAR(st->str_check_timeout);
+    Py_CLEAR(st->str_check_max_datagrams);
     Py_CLEAR(st->str_send_slow);
     Py_CLEAR(st->str_send_some_slow);
     Py_CLEAR(st->str_source_cmsg);

@@ -3,6 +3,41 @@
  * udpio/_pool.py's is_exported, the bytearray probe). */
 #include "udpio.h"
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define READBUFFER_MMAP 1
+#endif
+
+/* P11: the bytes come from an anonymous mapping, never zeroed by us: the
+ * kernel backs a page only when a datagram is written into it, so a 64 KiB
+ * buffer that has held small datagrams costs a page or two of memory, not
+ * 64 KiB. Nothing here is ever read before the kernel wrote it: an export
+ * covers exactly the datagram (R1). Elsewhere, plain uninitialised memory. */
+static char *
+buffer_alloc(size_t size)
+{
+#ifdef READBUFFER_MMAP
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+#else
+    return PyMem_Malloc(size);
+#endif
+}
+
+static void
+buffer_free(char *data, size_t size)
+{
+    if (data == NULL) {
+        return;
+    }
+#ifdef READBUFFER_MMAP
+    munmap(data, size);
+#else
+    (void)size;
+    PyMem_Free(data);
+#endif
+}
+
 static PyObject *
 ReadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -19,7 +54,7 @@ ReadBuffer_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
-    self->data = PyMem_Calloc(1, (size_t)size);
+    self->data = buffer_alloc((size_t)size);
     if (self->data == NULL) {
         Py_DECREF(self);
         return PyErr_NoMemory();
@@ -32,7 +67,7 @@ static void
 ReadBuffer_dealloc(ReadBufferObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    PyMem_Free(self->data);
+    buffer_free(self->data, (size_t)self->capacity);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }

@@ -146,13 +146,8 @@ check_timeout(CoreObject *self, PyObject *timeout)
  * BufferError; the frame then stays valid and its buffer counts as
  * retained (R4). */
 static int
-release_frame(CoreObject *self)
+release_view(CoreObject *self, PyObject *frame)
 {
-    PyObject *frame = self->frame;
-    if (frame == NULL) {
-        return 0;
-    }
-    self->frame = NULL;
     if (Py_REFCNT(frame) > 1) {
         PyObject *r = PyObject_Vectorcall(self->state->memoryview_release, &frame, 1, NULL);
         if (r != NULL) {
@@ -162,12 +157,44 @@ release_frame(CoreObject *self)
             PyErr_Clear();
         }
         else {
-            Py_DECREF(frame);
             return -1;
         }
     }
-    Py_DECREF(frame);
     return 0;
+}
+
+static int
+release_frame(CoreObject *self)
+{
+    PyObject *frame = self->frame;
+    if (frame == NULL) {
+        return 0;
+    }
+    self->frame = NULL;
+    int r = release_view(self, frame);
+    Py_DECREF(frame);
+    return r;
+}
+
+/* K1: the next receive call releases every frame of the last batch, as
+ * release_frame does one (R3); their slots then count as retained only if
+ * the caller still views them (R4). The list is kept for the next batch. */
+static int
+release_batch(CoreObject *self)
+{
+    PyObject *batch = self->batch;
+    if (batch == NULL) {
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        failed = release_view(self, PyList_GET_ITEM(batch, i)) < 0;
+    }
+    if (PyList_SetSlice(batch, 0, n, NULL) < 0) {
+        return -1;
+    }
+    return failed ? -1 : 0;
 }
 
 /* R4: a buffer that anything still views is never written again; it stays
@@ -203,7 +230,7 @@ take_buffer(CoreObject *self, int slot)
 static int
 fill_slots(CoreObject *self)
 {
-    for (int i = 0; i < RECV_MANY; i++) {
+    for (int i = 0; i < self->depth; i++) {
         drop_if_retained(self, i);
         if (self->slots[i] == NULL && take_buffer(self, i) < 0) {
             return -1;
@@ -245,23 +272,26 @@ closed_error(CoreObject *self)
     return NULL;
 }
 
-/* Take up to RECV_MANY datagrams the kernel already holds, in one nonblocking
- * recvmmsg with the GIL released (B1, N5), into the queue. Returns how many,
- * or -1 with *err set. A kernel error after the first datagram stays
- * pending in the kernel and is reported by the next call, so none is lost. */
+/* Take up to `want` datagrams the kernel already holds (at most the
+ * Socket's depth), in one nonblocking recvmmsg with the GIL released (B1,
+ * N5), into the queue. Returns how many, or -1 with *err set. A kernel
+ * error after the first datagram stays pending in the kernel and is
+ * reported by the next call, so none is lost. Caller holds the reader role
+ * and filled the slots. */
 static int
-recv_batch(CoreObject *self, int *err)
+read_batch(CoreObject *self, int want, int *err)
 {
     int n, fd = self->fd;
 #ifdef __linux__
     struct mmsghdr msgs[RECV_MANY];
     struct iovec iov[RECV_MANY];
-    memset(msgs, 0, sizeof(msgs));
+    int vlen = want < self->depth ? want : self->depth;
+    memset(msgs, 0, sizeof(msgs[0]) * (size_t)vlen);
     /* Each slot its own control buffer: it stays with the read (M1, B1);
      * before the first recv_datagram, room for GRO's message only (the
      * kernel flags the rest MSG_CTRUNC: such a read reports no dst). */
     size_t room = self->arrivals ? sizeof(self->control[0].buf) : self->gro ? CMSG_SPACE(sizeof(int)) : 0;
-    for (int i = 0; i < RECV_MANY; i++) {
+    for (int i = 0; i < vlen; i++) {
         iov[i].iov_base = self->slots[i]->data;
         iov[i].iov_len = (size_t)self->slots[i]->capacity;
         msgs[i].msg_hdr.msg_iov = &iov[i];
@@ -272,9 +302,13 @@ recv_batch(CoreObject *self, int *err)
         msgs[i].msg_hdr.msg_controllen = room;
     }
     Py_BEGIN_ALLOW_THREADS
-    n = recvmmsg(fd, msgs, RECV_MANY, 0, NULL);
+    n = recvmmsg(fd, msgs, (unsigned int)vlen, 0, NULL);
     *err = errno;
     Py_END_ALLOW_THREADS
+    if (n == vlen && vlen == self->depth && self->depth < RECV_MANY) {
+        /* P11: the kernel had more: read into twice as many slots next time */
+        self->depth = 2 * self->depth < RECV_MANY ? 2 * self->depth : RECV_MANY;
+    }
     for (int i = 0; i < n; i++) {
         self->queue[i].slot = i;
         self->queue[i].length = (Py_ssize_t)msgs[i].msg_len;
@@ -284,6 +318,7 @@ recv_batch(CoreObject *self, int *err)
         self->queue[i].flags = msgs[i].msg_hdr.msg_flags;
     }
 #else /* one datagram per call where there is no recvmmsg */
+    (void)want;
     ssize_t got;
     socklen_t len = sizeof(self->queue[0].src);
     Py_BEGIN_ALLOW_THREADS
@@ -382,16 +417,17 @@ make_deadline(CoreObject *self, PyObject *timeout)
 
 /* Try the syscall first; only when it would block, wait in the selector
  * (Socket._await_readable, which raises TimeoutError or ClosedError) and try
- * again. Caller holds the reader role, with every slot filled. */
-static PyObject *
-recv_or_wait(CoreObject *self, PyObject *timeout, int datagram)
+ * again. Returns 0 once the queue holds datagrams, or -1 with an exception.
+ * Caller holds the reader role, with the slots filled. */
+static int
+read_or_wait(CoreObject *self, PyObject *timeout, int want)
 {
     PyObject *deadline = NULL;
     int err;
     for (;;) {
-        if (recv_batch(self, &err) > 0) {
+        if (read_batch(self, want, &err) > 0) {
             Py_XDECREF(deadline);
-            return hand_out(self, datagram);
+            return 0;
         }
         if (err == EINTR) {
             /* PEP 475: run the handlers, then retry (C6); a handler may close (C5). */
@@ -421,30 +457,115 @@ recv_or_wait(CoreObject *self, PyObject *timeout, int datagram)
         Py_DECREF(r);
     }
     Py_XDECREF(deadline);
-    return NULL;
+    return -1;
+}
+
+/* What every receive call does first, holding the reader role: release the
+ * last frame or batch (R3, K1), refuse after close (R5), raise the kernel
+ * error a batch met after its first datagram (B1). Returns 0, or -1 with
+ * an exception. */
+static int
+release_last(CoreObject *self)
+{
+    if (release_frame(self) < 0 || release_batch(self) < 0) {
+        return -1;
+    }
+    self->current = -1; /* a retained buffer is dropped before the next batch (fill_slots) */
+    if (self->closed) { /* R5: the reader's next recv after close() */
+        if (return_slots(self) == 0) {
+            closed_error(self);
+        }
+        return -1;
+    }
+    if (self->pending_err != 0 && self->queue_len == 0) {
+        errno = self->pending_err;
+        self->pending_err = 0;
+        PyErr_SetFromErrno(PyExc_OSError); /* R8: the kernel's error, verbatim */
+        return -1;
+    }
+    return 0;
 }
 
 /* Everything recv does while holding the reader role (Socket.recv's try). */
 static PyObject *
 recv_as_reader(CoreObject *self, PyObject *timeout, int datagram)
 {
-    if (release_frame(self) < 0) {
+    if (release_last(self) < 0) {
         return NULL;
     }
-    self->current = -1; /* a retained buffer is dropped before the next batch (fill_slots) */
-    if (self->closed) { /* R5: the reader's next recv after close() */
-        if (return_slots(self) < 0) {
+    if (self->queue_len == 0) { /* B1, B2: what the last batch took comes first */
+        if (fill_slots(self) < 0 || read_or_wait(self, timeout, RECV_MANY) < 0) {
             return NULL;
         }
-        return closed_error(self);
     }
-    if (self->queue_len > 0) { /* B1, B2: what the last batch took comes first */
-        return hand_out(self, datagram);
-    }
+    return hand_out(self, datagram);
+}
+
+/* K1, after the first datagram: take what the kernel already holds into
+ * the queue, without waiting. Returns how many it took (0: nothing more is
+ * ready, or an error it kept for the next call). Slots this batch handed
+ * out are still viewed, so fill_slots replaces them (R4). */
+static int
+read_more(CoreObject *self, Py_ssize_t want)
+{
+    int err = 0;
     if (fill_slots(self) < 0) {
+        PyErr_Clear(); /* no room for more: the next call meets the error */
+        return 0;
+    }
+    int n = read_batch(self, want < RECV_MANY ? (int)want : RECV_MANY, &err);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        self->pending_err = err; /* B1: the datagrams taken come first */
+    }
+    return n > 0 ? n : 0;
+}
+
+/* Move the frame hand_out just made into the batch, which the next receive
+ * call releases (K1). */
+static int
+keep_in_batch(CoreObject *self)
+{
+    PyObject *frame = self->frame;
+    self->frame = NULL;
+    int r = PyList_Append(self->batch, frame);
+    Py_DECREF(frame);
+    return r;
+}
+
+/* Everything recv_batch does while holding the reader role: wait for the
+ * first datagram as recv does, then hand out the queue and what the kernel
+ * already holds, up to `limit` (K1). */
+static PyObject *
+batch_as_reader(CoreObject *self, PyObject *timeout, Py_ssize_t limit)
+{
+    if (release_last(self) < 0) {
         return NULL;
     }
-    return recv_or_wait(self, timeout, datagram);
+    if (self->batch == NULL && (self->batch = PyList_New(0)) == NULL) {
+        return NULL;
+    }
+    if (self->queue_len == 0) {
+        Py_ssize_t want = limit < RECV_MANY ? limit : RECV_MANY;
+        if (fill_slots(self) < 0 || read_or_wait(self, timeout, (int)want) < 0) {
+            return NULL;
+        }
+    }
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    Py_ssize_t got = 0;
+    while (got < limit && (self->queue_len > 0 || read_more(self, limit - got) > 0)) {
+        PyObject *datagram = hand_out(self, 1);
+        if (datagram == NULL || keep_in_batch(self) < 0 || PyList_Append(list, datagram) < 0) {
+            Py_XDECREF(datagram);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(datagram);
+        got++;
+    }
+    return list;
 }
 
 /* C5: when close() ran on this very thread (a signal handler), this call
@@ -520,6 +641,57 @@ receive(CoreObject *self, const char *fname, PyObject *const *args, Py_ssize_t n
     return result;
 }
 
+/* A positive int passes here; anything else goes to the Python twin's
+ * check, which owns the error message (K1). Returns the bound, or -1. */
+static Py_ssize_t
+check_limit(CoreObject *self, PyObject *limit)
+{
+    if (PyLong_CheckExact(limit)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(limit, &overflow);
+        if (overflow > 0 || (overflow == 0 && v > PY_SSIZE_T_MAX)) {
+            return PY_SSIZE_T_MAX; /* a bound no batch reaches */
+        }
+        if (overflow == 0 && v >= 1) {
+            return (Py_ssize_t)v;
+        }
+        PyErr_Clear();
+    }
+    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, self->state->str_check_max_datagrams, limit);
+    Py_XDECREF(r);
+    if (r != NULL) {
+        PyErr_Format(PyExc_SystemError, "udpio: max_datagrams %R passed the check", limit);
+    }
+    return -1;
+}
+
+PyObject *
+Core_recv_batch(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"max_datagrams", "timeout"};
+    PyObject *argv[2] = {NULL, NULL};
+    if (parse_args("recv_batch", args, nargs, kwnames, names, 0, 2, argv) < 0 ||
+        not_initialised(self)) {
+        return NULL;
+    }
+    Py_ssize_t limit = argv[0] != NULL ? check_limit(self, argv[0]) : 64;
+    PyObject *timeout = argv[1] != NULL ? argv[1] : Py_None;
+    if (limit < 0 || (timeout != Py_None && check_timeout(self, timeout) < 0)) {
+        return NULL;
+    }
+    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {
+        return recv_refused(self); /* C1, as in receive() */
+    }
+    role_took(self->reader);
+    self->arrivals = 1;
+    PyObject *result = batch_as_reader(self, timeout, limit);
+    if (self->recv_exit_releases) {
+        result = release_on_exit(self, result);
+    }
+    role_give(self->reader);
+    return result;
+}
+
 PyObject *
 Core_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -573,3 +745,27 @@ const char Core_recv_datagram_doc[] =
     "Raises what ``recv`` raises. Thread-safe, one caller at a time,\n"
     "shared with ``recv``: a second thread in either gets\n"
     "``ConcurrentRecvError``.\n";
+
+/* The Python twin's docstring, word for word (a test checks). */
+const char Core_recv_batch_doc[] =
+    "recv_batch($self, /, max_datagrams=64, timeout=None)\n"
+    "--\n"
+    "\n"
+    "Wait for a datagram, then take every one already there, up to ``max_datagrams``.\n"
+    "\n"
+    "Waits as ``recv_datagram`` does for the first datagram, then,\n"
+    "without waiting again, takes the datagrams this Socket and the\n"
+    "kernel already hold, in arrival order, until ``max_datagrams`` or\n"
+    "until nothing more is ready. Returns a non-empty list of\n"
+    "``Datagram``; answer each with ``reply`` or all at once with\n"
+    "``send_many``. Every frame of the list stays valid until the next\n"
+    "receive call of any kind, which releases them all; slices of them\n"
+    "that you keep are never overwritten.\n"
+    "\n"
+    "Raises what ``recv`` raises (``TimeoutError`` rather than an empty\n"
+    "list), and ``TypeError``/``ValueError`` for a ``max_datagrams`` that\n"
+    "is not a positive int. A kernel error met after the first datagram\n"
+    "is raised by the next receive call, so no datagram is lost to it.\n"
+    "\n"
+    "Thread-safe, one caller at a time, shared with ``recv``: a second\n"
+    "thread in any receive call gets ``ConcurrentRecvError``.\n";

@@ -64,6 +64,7 @@ typedef struct {
     PyObject *str_recv_refused;
     PyObject *str_await_readable;
     PyObject *str_check_timeout;
+    PyObject *str_check_max_datagrams;
     PyObject *str_send_slow;
     PyObject *str_send_some_slow;
     PyObject *str_source_cmsg;
@@ -122,10 +123,11 @@ role_is_mine(RoleObject *self)
 
 /* -- Core (core.c) ---------------------------------------------------- */
 
-/* Datagrams one recvmmsg may take (B1). Each slot is a whole 64 KiB buffer,
- * so any datagram fits; untouched pages of a slot cost no memory. Chosen by
- * measurement: docs/benchmarks.md. */
-#define RECV_MANY 16
+/* Datagrams one recvmmsg may take (B1, K1). Each slot is a whole 64 KiB
+ * buffer, so any datagram fits; its pages cost memory only once a datagram
+ * touched them (readbuffer.c), and a Socket fills only as many slots as
+ * its traffic needs (`depth`). docs/design.md has the measurements. */
+#define RECV_MANY 64
 
 /* Datagrams one sendmmsg may carry (B3). */
 #define SEND_MANY 64
@@ -202,7 +204,14 @@ typedef struct {
     int queue_len;
     Py_ssize_t queue_offset; /* bytes of the head entry already handed out */
     int current;
+    /* P11: how many slots the next batch reads into: 1 at first, doubled
+     * each time a batch came back full, up to RECV_MANY. */
+    int depth;
+    /* B1, K1: a kernel error recvmmsg reported after recv_batch had taken
+     * datagrams; the next receive call raises it (0: none). */
+    int pending_err;
     PyObject *frame;
+    PyObject *batch; /* K1: a list of the frames the last recv_batch handed out, or NULL */
     struct sockaddr_storage src; /* the last source address and its tuple */
     socklen_t src_len;
     PyObject *src_addr;
@@ -233,11 +242,14 @@ UDPIO_INTERNAL PyObject *Core_recv(CoreObject *self, PyObject *const *args, Py_s
                                    PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_recv_datagram(CoreObject *self, PyObject *const *args,
                                             Py_ssize_t nargs, PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_recv_batch(CoreObject *self, PyObject *const *args,
+                                         Py_ssize_t nargs, PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
 UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
+UDPIO_INTERNAL extern const char Core_recv_batch_doc[];
 UDPIO_INTERNAL extern const char Core_send_doc[];
 
 /* Fills out[0..nmax) from positional and keyword arguments; the first
