@@ -37,6 +37,7 @@ class Socket(_speedups.Core, PureSocket):
 
     _send_slow = PureSocket.send
     _send_some_slow = PureSocket._send_some
+    _send_many_slow = PureSocket.send_many
     _SPLITS_GRO = _speedups.SPLITS_GRO
 
     @staticmethod

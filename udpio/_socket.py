@@ -40,6 +40,7 @@ from udpio._datagram import Datagram, Stats
 from udpio._drops import kernel_drops
 from udpio._errors import ClosedError, ConcurrentRecvError
 from udpio._gro import set_gro
+from udpio._messages import Message, check_frame, check_messages, largest_payload
 from udpio._pool import BUFFER_SIZE, BufferPool, is_exported, shared_pool
 from udpio._wakeup import Wakeup
 
@@ -587,7 +588,7 @@ class Socket:
         try:
             batch = frames if isinstance(frames, (list, tuple)) else list(frames)
             dst = self._prepared_destination(dst)
-            _check_frames(batch, _largest_payload(self._family, dst))
+            _check_frames(batch, largest_payload(self._family, dst))
             cmsg = None if src is None else self._source_cmsg(src)
             deadline = self._take_writer(timeout, "send_batch")
             try:
@@ -611,6 +612,60 @@ class Socket:
             exc.sent = sent  # type: ignore[attr-defined]  # B3: the caller resends nothing
             raise
         return sent
+
+    def send_many(self, messages: Iterable[tuple[Any, ...]], timeout: Optional[float] = None) -> int:
+        """Send each ``(frame, dst)`` or ``(frame, dst, src)`` message as one datagram, in order.
+
+        For a server that answers many peers at once: each message goes to
+        its own ``dst`` (a numeric address tuple; no names), from its own
+        ``src`` where given (as for ``send``; ``None`` lets the kernel
+        choose), in as few system calls as the platform allows (natively on
+        Linux, ``sendmmsg``; one ``sendto`` each otherwise). ``messages`` is
+        any iterable. Every message is checked before anything is sent. The
+        call holds the writer role throughout, so another thread's ``send``
+        never lands in the middle of it; ``timeout`` bounds the whole call.
+        Returns how many datagrams went out.
+
+        Raises ``TypeError``/``ValueError``/``OverflowError`` naming a bad
+        message by its index, an ``OSError`` for a size no datagram can
+        carry or port 0 (before anything is sent), ``ClosedError``,
+        ``TimeoutError``, and kernel errors verbatim. Every exception it
+        raises carries ``.sent``: how many datagrams went out before it.
+
+        Thread-safe, as ``send``.
+        """
+        sent = 0
+        try:
+            batch = messages if isinstance(messages, (list, tuple)) else list(messages)
+            checked = check_messages(batch, self._family, self._prepared_destination, self._source_cmsg)
+            deadline = self._take_writer(timeout, "send_many")
+            try:
+                if self._closed:
+                    raise ClosedError()
+                while sent < len(checked):
+                    try:
+                        went = self._send_messages(checked, sent)
+                    except BlockingIOError:
+                        self._await_writable(deadline, timeout, "send_many")
+                        continue
+                    sent += went
+                    self._sent += went
+            finally:
+                self._give_writer()
+        except BaseException as exc:
+            exc.sent = sent  # type: ignore[attr-defined]  # K2, as B3
+            raise
+        return sent
+
+    def _send_messages(self, messages: Sequence[Message], start: int) -> int:
+        # Send messages[start] and return how many went out: one here (K2).
+        # Caller holds the writer role.
+        frame, dst, cmsg = messages[start]
+        if cmsg is None:
+            self._sock.sendto(frame, dst)
+        else:
+            self._sock.sendmsg([frame], [cmsg], 0, dst)
+        return 1
 
     def _send_some(
         self, frames: Sequence[ReadableBuffer], start: int, dst: Address, cmsg: Optional[_Cmsg]
@@ -961,38 +1016,11 @@ def _check_scope_id(dst: object) -> None:
             raise OverflowError(f"scope_id must be 0-{_MAX_SCOPE_ID}")
 
 
-def _largest_payload(family: int, dst: object) -> int:
-    # The most a UDP datagram can carry: 65,535 bytes less the UDP header and
-    # IPv4's (65,507) or, over IPv6, the UDP header alone (65,527). An IPv4-mapped
-    # destination on an IPv6 Socket goes over IPv4.
-    if family == socket.AF_INET6:
-        host = dst[0] if isinstance(dst, tuple) and dst and isinstance(dst[0], str) else ""
-        if not (host.lower().startswith("::ffff:") and "." in host):
-            return 65527
-    return 65507
-
-
 def _check_frames(frames: Sequence[object], largest: int) -> None:
     # B3: the whole batch is checked before the first datagram goes out,
-    # its sizes included: one the protocol cannot carry is refused as the
-    # kernel would refuse it (EMSGSIZE), but before anything is sent.
+    # its sizes included.
     for index, frame in enumerate(frames):
-        try:
-            view = memoryview(frame)  # type: ignore[arg-type]  # probing an unknown object
-        except TypeError:
-            raise TypeError(
-                f"udpio: frames[{index}] must support the buffer protocol, not {type(frame).__name__}"
-            ) from None
-        contiguous, size = view.c_contiguous, view.nbytes
-        view.release()
-        if not contiguous:
-            raise TypeError(f"udpio: frames[{index}] must be a C-contiguous buffer")
-        if size > largest:
-            raise OSError(
-                errno.EMSGSIZE,
-                f"udpio: frames[{index}] is {size:,} bytes, more than the {largest:,} a UDP datagram "
-                "can carry here (nothing was sent)",
-            )
+        check_frame(frame, largest, f"frames[{index}]")
 
 
 def _unresolved(dst: object, exc: socket.gaierror) -> socket.gaierror:

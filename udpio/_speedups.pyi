@@ -1,4 +1,5 @@
 # Types of the C extension (udpio/_c/), for mypy --strict.
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Optional, Union
 
@@ -6,6 +7,8 @@ from udpio._addresses import Address
 from udpio._datagram import Datagram
 
 SPLITS_GRO: bool
+#: The most read buffers ("slots") one Socket reads a batch into.
+RECV_MANY: int
 
 class ReadBuffer:
     """A pool buffer whose exports are read-only views of its current datagram."""
@@ -41,6 +44,8 @@ class Core:
     # _sent, typed where udpio._socket.Socket declares them.
     _gso_sends: int
     def recv(self, timeout: Optional[float] = None) -> tuple[memoryview, Address]: ...
+    def send_many(self, messages: Iterable[tuple[Any, ...]], timeout: Optional[float] = None) -> int: ...
+    def recv_batch(self, max_datagrams: int = 64, timeout: Optional[float] = None) -> list[Datagram]: ...
     def recv_datagram(self, timeout: Optional[float] = None) -> Datagram: ...
     def send(
         self,

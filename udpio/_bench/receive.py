@@ -177,8 +177,9 @@ def run_p1(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Opene
     ]
 
 
-#: Read buffers a Socket reads into, reused: one (pure), the batch's slots (native).
-READ_SLOTS = {"python": 1, "native": 16}
+#: Read buffers a Socket reads into, reused: one (pure), the batch's slots
+#: (native: at most 64, udpio/_c/udpio.h's RECV_MANY).
+READ_SLOTS = {"python": 1, "native": 64}
 
 
 def run_p5(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Opened) -> list[Figure]:

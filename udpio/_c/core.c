@@ -315,6 +315,8 @@ static PyMethodDef Core_methods[] = {
     {"recv_batch", (PyCFunction)(void (*)(void))Core_recv_batch, METH_FASTCALL | METH_KEYWORDS,
      Core_recv_batch_doc},
     {"send", (PyCFunction)(void (*)(void))Core_send, METH_FASTCALL | METH_KEYWORDS, Core_send_doc},
+    {"send_many", (PyCFunction)(void (*)(void))Core_send_many, METH_FASTCALL | METH_KEYWORDS,
+     Core_send_many_doc},
     {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,
      "The native Socket._send_some: up to 64 datagrams per GSO send or sendmmsg."},
     {NULL},

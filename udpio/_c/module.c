@@ -50,7 +50,8 @@ udpio_exec(PyObject *module)
 #else
     int splits_gro = 0; /* one recvfrom per datagram: GRO must stay off */
 #endif
-    if (PyModule_AddObjectRef(module, "SPLITS_GRO", splits_gro ? Py_True : Py_False) < 0) {
+    if (PyModule_AddObjectRef(module, "SPLITS_GRO", splits_gro ? Py_True : Py_False) < 0 ||
+        PyModule_AddIntConstant(module, "RECV_MANY", RECV_MANY) < 0) {
         return -1;
     }
     st->memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");
@@ -70,6 +71,7 @@ udpio_exec(PyObject *module)
         intern(&st->str_check_max_datagrams, "_check_max_datagrams") < 0 ||
         intern(&st->str_send_slow, "_send_slow") < 0 ||
         intern(&st->str_send_some_slow, "_send_some_slow") < 0 ||
+        intern(&st->str_send_many_slow, "_send_many_slow") < 0 ||
         intern(&st->str_source_cmsg, "_source_cmsg") < 0) {
         return -1;
     }
@@ -112,6 +114,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_check_max_datagrams);
     Py_CLEAR(st->str_send_slow);
     Py_CLEAR(st->str_send_some_slow);
+    Py_CLEAR(st->str_send_many_slow);
     Py_CLEAR(st->str_source_cmsg);
     return 0;
 }

@@ -569,8 +569,9 @@ batch_as_reader(CoreObject *self, PyObject *timeout, Py_ssize_t limit)
 }
 
 /* C5: when close() ran on this very thread (a signal handler), this call
- * closes the descriptors as it unwinds. Keeps a pending exception. */
-static PyObject *
+ * closes the descriptors as it unwinds. Keeps a pending exception. (Also
+ * send_many's, which may wait in Python too.) */
+PyObject *
 release_on_exit(CoreObject *self, PyObject *result)
 {
 #if PY_VERSION_HEX >= 0x030C0000

@@ -13,6 +13,7 @@
  *   recv.c        Socket.recv: batches, GRO splitting, hand-out, release
  *   send.c        Socket.send
  *   send_batch.c  Socket.send_batch: sendmmsg and UDP GSO
+ *   send_many.c   Socket.send_many: sendmmsg, each message its own address (K2)
  *   gro.h         reading UDP GRO's segment size (_gro.py)
  *   cmsg.h        where a datagram went, which address a send leaves from (_cmsg.py)
  *
@@ -67,6 +68,7 @@ typedef struct {
     PyObject *str_check_max_datagrams;
     PyObject *str_send_slow;
     PyObject *str_send_some_slow;
+    PyObject *str_send_many_slow;
     PyObject *str_source_cmsg;
 } udpio_state;
 
@@ -246,11 +248,18 @@ UDPIO_INTERNAL PyObject *Core_recv_batch(CoreObject *self, PyObject *const *args
                                          Py_ssize_t nargs, PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_send_many(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                        PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
 UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
 UDPIO_INTERNAL extern const char Core_recv_batch_doc[];
 UDPIO_INTERNAL extern const char Core_send_doc[];
+UDPIO_INTERNAL extern const char Core_send_many_doc[];
+
+/* C5: the call that close() interrupted on its own thread releases the
+ * descriptors as it unwinds (recv.c). Steals `result`; keeps an exception. */
+UDPIO_INTERNAL PyObject *release_on_exit(CoreObject *self, PyObject *result);
 
 /* Fills out[0..nmax) from positional and keyword arguments; the first
  * `nrequired` must be given. Only the names in `names` are accepted. */

@@ -1,0 +1,129 @@
+"""Checking the messages of ``Socket.send_many`` before any is sent (K2).
+
+``send_many`` takes ``(frame, dst)`` and ``(frame, dst, src)`` tuples, each
+to its own destination. Everything a send could refuse is refused here,
+naming the message by its index, before the first datagram goes out: so
+an error part-way (``.sent``) can only be the kernel's. Unlike ``send``,
+a destination must be a numeric address: resolving names in the middle of
+a server's answers is not what a batch is for.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = ["Message", "check_frame", "check_messages", "largest_payload"]
+
+#: One checked message: the frame, its destination as sendto takes it, and
+#: the source's control message (None: the kernel chooses).
+Message = tuple["ReadableBuffer", tuple[object, ...], Optional[tuple[int, int, bytes]]]
+
+_MAX_SCOPE_ID = 0xFFFFFFFF
+_MAX_FLOWINFO = 0xFFFFF
+
+
+def largest_payload(family: int, dst: object) -> int:
+    """The most one UDP datagram to ``dst`` can carry from a Socket of ``family``.
+
+    65,535 bytes less the UDP header and IPv4's (65,507) or, over IPv6, the
+    UDP header alone (65,527); an IPv4-mapped destination goes over IPv4.
+    """
+    if family == socket.AF_INET6:
+        host = dst[0] if isinstance(dst, tuple) and dst and isinstance(dst[0], str) else ""
+        if not (host.lower().startswith("::ffff:") and "." in host):
+            return 65527
+    return 65507
+
+
+def check_frame(frame: object, largest: int, name: str) -> None:
+    """Refuse, naming it ``name``, a frame that no send could carry (B3, K2).
+
+    Raises ``TypeError`` for what is not a C-contiguous buffer and, as the
+    kernel would (``EMSGSIZE``) but before anything is sent, ``OSError``
+    for one over ``largest`` bytes.
+    """
+    try:
+        view = memoryview(frame)  # type: ignore[arg-type]  # probing an unknown object
+    except TypeError:
+        raise TypeError(
+            f"udpio: {name} must support the buffer protocol, not {type(frame).__name__}"
+        ) from None
+    contiguous, size = view.c_contiguous, view.nbytes
+    view.release()
+    if not contiguous:
+        raise TypeError(f"udpio: {name} must be a C-contiguous buffer")
+    if size > largest:
+        raise OSError(
+            errno.EMSGSIZE,
+            f"udpio: {name} is {size:,} bytes, more than the {largest:,} a UDP datagram "
+            "can carry here (nothing was sent)",
+        )
+
+
+def _check_destination(dst: object, family: int, name: str) -> tuple[object, ...]:
+    # A numeric address tuple of this Socket's family with every field in
+    # range; sendto would refuse anything else, but only when its turn came.
+    size = 2 if family == socket.AF_INET else 4
+    if not isinstance(dst, tuple) or not 2 <= len(dst) <= size:
+        raise TypeError(
+            f"udpio: bad destination in {name}: {dst!r} is not an address tuple of this Socket's family"
+        )
+    host, port, *rest = dst
+    fields = ("port", "flowinfo", "scope_id")[: 1 + len(rest)]
+    for field, value, top in zip(fields, (port, *rest), (65535, _MAX_FLOWINFO, _MAX_SCOPE_ID), strict=False):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"udpio: bad destination in {name}: {dst!r}: the {field} must be an int")
+        if not 0 <= value <= top:
+            raise OverflowError(f"udpio: bad destination in {name}: {dst!r}: the {field} must be 0-{top}")
+    if port == 0:
+        # What the kernel answers a send to port 0, but before anything is sent.
+        raise OSError(errno.EINVAL, f"udpio: bad destination in {name}: {dst!r}: port 0 (nothing was sent)")
+    if not isinstance(host, str):
+        raise TypeError(f"udpio: bad destination in {name}: {dst!r}: the host must be a str")
+    try:
+        socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise ValueError(
+            f"udpio: bad destination in {name}: {dst!r}: "
+            "send_many needs a numeric address (it resolves no names)"
+        ) from None
+    return dst
+
+
+def check_messages(
+    messages: Sequence[object],
+    family: int,
+    prepared: Callable[[Any], object],
+    source: Callable[[object], tuple[int, int, bytes]],
+) -> list[Message]:
+    """Every message of ``messages`` checked, as ``send_many`` will send it (K2).
+
+    ``prepared`` maps a destination of the other family where the Socket
+    can (S3); ``source`` makes a ``src``'s control message (M2). Raises
+    ``TypeError``, ``ValueError``, ``OverflowError`` or the ``OSError`` the
+    kernel would raise, naming the message by its index. Pure; thread-safe.
+    """
+    checked: list[Message] = []
+    for index, message in enumerate(messages):
+        name = f"messages[{index}]"
+        if not isinstance(message, tuple) or len(message) not in (2, 3):
+            raise TypeError(
+                f"udpio: {name} must be a (frame, dst) or (frame, dst, src) tuple, not {message!r:.80}"
+            )
+        frame, dst = message[0], prepared(message[1])
+        dst = _check_destination(dst, family, name)
+        check_frame(frame, largest_payload(family, dst), f"{name}'s frame")
+        cmsg = None
+        if len(message) == 3 and message[2] is not None:
+            try:
+                cmsg = source(message[2])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"udpio: {name}: {str(exc).removeprefix('udpio: ')}") from None
+        checked.append((frame, dst, cmsg))
+    return checked
