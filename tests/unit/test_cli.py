@@ -344,18 +344,31 @@ def test_cli_bench_help_names_its_options() -> None:
     assert "--quick" in result.stdout and "--json" in result.stdout
 
 
-def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_bench_measures_every_figure_with_consistent_verdicts(
+def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_p11_bench_measures_every_figure_with_consistent_verdicts(
     tmp_path: Path,
 ) -> None:
     # No test asserts a speed: this one pins that the benchmark measures what
     # each P rule names, for each backend, against its baseline and target.
-    tiny = _bench.Config(rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000)
+    tiny = _bench.Config(
+        rounds=3, batch=200, round_trips=50, wake_trials=10, alloc_receives=2000, many_sockets=20
+    )
     kinds = _bench.backends()
     figures = _bench.run(tiny, kinds)
     rows = {(f.rule, f.backend) for f in figures}
     assert rows == {
-        (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8") for name in kinds
+        (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11") for name in kinds
     } | ({("P8", "native, GRO off"), ("P10", "native")} if "native" in kinds else set())
+    # P11: memory per Socket (one datagram, a batch of 64) for every backend,
+    # each verdict read off the printed KiB; natively the first recv too.
+    p11 = [f for f in figures if f.rule == "P11"]
+    assert len(p11) == 2 * len(kinds) + ("native" in kinds)
+    for figure in p11:
+        if figure.unit == "KiB":
+            bound = float(figure.target.split()[1])
+            assert figure.met == (round(figure.udpio, 2) <= bound) and figure.udpio > 0
+        else:
+            assert (figure.backend, figure.target) == ("native", "<= 50 µs")
+            assert figure.met == (figure.udpio <= 50_000)
     by_rule = {rule: [f for f in figures if f.rule == rule] for rule in ("P1", "P2", "P3", "P6", "P7", "P8")}
     for rule in ("P1", "P2", "P3"):  # one row per backend, each held to its limit
         assert {f.backend: f.limit for f in by_rule[rule]} == {n: _bench.LIMITS[rule][n] for n in kinds}
@@ -450,7 +463,7 @@ def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
     assert document["environment"]["python"] == sys.version.split()[0]
     rules = [figure["rule"] for figure in document["figures"]]
     native = "native" in document["environment"]["backends"]
-    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"} | ({"P10"} if native else set())
+    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11"} | ({"P10"} if native else set())
     for figure in document["figures"]:
         if figure["baseline"]:
             assert figure["ratio"] == round(figure["udpio"] / figure["baseline"], 2)

@@ -17,14 +17,24 @@ class Config:
     round_trips: int  # per round for P3
     wake_trials: int  # P4
     alloc_receives: int  # P5
+    many_sockets: int  # P11
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(rounds=7, batch=1000, round_trips=300, wake_trials=200, alloc_receives=20_000)
+        return cls(
+            rounds=7, batch=1000, round_trips=300, wake_trials=200, alloc_receives=20_000, many_sockets=200
+        )
 
     @classmethod
     def full(cls) -> Config:
-        return cls(rounds=51, batch=3000, round_trips=2000, wake_trials=1000, alloc_receives=100_000)
+        return cls(
+            rounds=51,
+            batch=3000,
+            round_trips=2000,
+            wake_trials=1000,
+            alloc_receives=100_000,
+            many_sockets=1000,
+        )
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Optional
 
 import udpio
 from udpio import _socket
-from udpio._bench import latency, options, receive, send, throughput
+from udpio._bench import latency, memory, options, receive, send, throughput
 from udpio._bench.common import Opened, backends
 from udpio._bench.figures import Config, Figure, format_time
 
@@ -33,6 +33,7 @@ FAMILIES: tuple[Family, ...] = (
     receive.run_p6,
     throughput.run_p8,
     options.run_p10,
+    memory.run_p11,
 )
 
 

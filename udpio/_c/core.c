@@ -304,6 +304,8 @@ static PyMemberDef Core_members[] = {
     /* M3: written by the receive and send calls, C or Python, each under its role. */
     {"_received", T_PYSSIZET, offsetof(CoreObject, received), 0, NULL},
     {"_sent", T_PYSSIZET, offsetof(CoreObject, sent), 0, NULL},
+    {"_depth", T_INT, offsetof(CoreObject, depth), READONLY,
+     "How many read buffers the next batch reads into (P11; for tests and diagnostics)."},
     {"_gso_sends", T_PYSSIZET, offsetof(CoreObject, gso_sends), READONLY,
      "How many UDP GSO sends the kernel took (B3, B5; for tests and diagnostics)."},
     {NULL},
