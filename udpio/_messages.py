@@ -100,12 +100,13 @@ def check_messages(
     messages: Sequence[object],
     family: int,
     prepared: Callable[[Any], object],
-    source: Callable[[object], tuple[int, int, bytes]],
+    source: Callable[[object], Optional[tuple[int, int, bytes]]],
 ) -> list[Message]:
     """Every message of ``messages`` checked, as ``send_many`` will send it (K2).
 
     ``prepared`` maps a destination of the other family where the Socket
-    can (S3); ``source`` makes a ``src``'s control message (M2). Raises
+    can (S3); ``source`` makes a ``src``'s control message (M2), or None
+    where none is needed. Raises
     ``TypeError``, ``ValueError``, ``OverflowError`` or the ``OSError`` the
     kernel would raise, naming the message by its index. Pure; thread-safe.
     """

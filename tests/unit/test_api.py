@@ -55,7 +55,7 @@ def test_n2_backend_names_the_socket_in_use(backend: str) -> None:
 
 def test_n1_native_methods_carry_the_pure_docstrings() -> None:
     # help(udpio.Socket.recv) reads the same on both backends.
-    for name in ("recv", "recv_datagram", "recv_batch", "send", "send_many"):
+    for name in ("recv", "recv_datagram", "recv_batch", "send", "send_many", "reply"):
         assert inspect.getdoc(getattr(udpio.Socket, name)) == inspect.getdoc(getattr(_socket.Socket, name))
 
 

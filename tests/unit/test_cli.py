@@ -463,7 +463,9 @@ def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
     assert document["environment"]["python"] == sys.version.split()[0]
     rules = [figure["rule"] for figure in document["figures"]]
     native = "native" in document["environment"]["backends"]
-    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11"} | ({"P10"} if native else set())
+    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11"} | (
+        {"P10"} if native else set()
+    )
     for figure in document["figures"]:
         if figure["baseline"]:
             assert figure["ratio"] == round(figure["udpio"] / figure["baseline"], 2)

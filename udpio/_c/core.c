@@ -317,6 +317,7 @@ static PyMethodDef Core_methods[] = {
     {"recv_batch", (PyCFunction)(void (*)(void))Core_recv_batch, METH_FASTCALL | METH_KEYWORDS,
      Core_recv_batch_doc},
     {"send", (PyCFunction)(void (*)(void))Core_send, METH_FASTCALL | METH_KEYWORDS, Core_send_doc},
+    {"reply", (PyCFunction)(void (*)(void))Core_reply, METH_FASTCALL | METH_KEYWORDS, Core_reply_doc},
     {"send_many", (PyCFunction)(void (*)(void))Core_send_many, METH_FASTCALL | METH_KEYWORDS,
      Core_send_many_doc},
     {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,

@@ -63,6 +63,7 @@ local_port(CoreObject *self)
         if (port == 0) {
             return 0; /* not bound yet: ask again next time */
         }
+        memcpy(&self->bound, &ss, len); /* before local_port says it is there (Core_reply) */
         self->local_port = port;
     }
     return self->local_port;

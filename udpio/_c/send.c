@@ -83,6 +83,9 @@ send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, P
     return (Py_ssize_t)n;
 }
 
+static PyObject *send_one(CoreObject *self, PyObject *frame, PyObject *dst, PyObject *timeout,
+                          PyObject *src);
+
 PyObject *
 Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -96,12 +99,18 @@ Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     if (parse_args("send", args, nargs, kwnames, names, 2, 4, argv) < 0) {
         return NULL;
     }
-    PyObject *frame = argv[0], *dst = argv[1];
     PyObject *timeout = argv[2] != NULL ? argv[2] : Py_None;
     PyObject *src = argv[3] != Py_None ? argv[3] : NULL;
     if (not_initialised(self)) {
         return NULL;
     }
+    return send_one(self, argv[0], argv[1], timeout, src);
+}
+
+/* Socket.send once its arguments are parsed; `src` NULL: the kernel chooses. */
+static PyObject *
+send_one(CoreObject *self, PyObject *frame, PyObject *dst, PyObject *timeout, PyObject *src)
+{
     Py_buffer view;
     if (timeout != Py_None || PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
@@ -130,6 +139,104 @@ Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     return PyErr_SetFromErrno(PyExc_OSError); /* S5: the kernel's error, verbatim */
 }
 
+/* M2: whether `ip` (network order) can be a source: not the wildcard, the
+ * limited broadcast address or a multicast group (_cmsg.reply_source). */
+static int
+ipv4_can_be_source(uint32_t ip)
+{
+    uint32_t host = ntohl(ip);
+    return host != INADDR_ANY && host != INADDR_BROADCAST && !IN_MULTICAST(host);
+}
+
+/* M2, P9: whether an answer to a datagram sent to `sa` (Datagram.dst, with
+ * the Socket's port) must carry `sa` as its source. Not where it cannot be
+ * one (the kernel chooses, as _cmsg.reply_source says), and not where the
+ * Socket is bound to that very address: the kernel sends from it anyway,
+ * and a sendto without the control message is cheaper (Socket.reply). */
+static int
+reply_needs_source(CoreObject *self, const struct sockaddr_storage *sa)
+{
+    const struct sockaddr_storage *bound = self->local_port > 0 ? &self->bound : NULL;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)sa;
+        return ipv4_can_be_source(a->sin_addr.s_addr) &&
+               !(bound != NULL && bound->ss_family == AF_INET &&
+                 ((const struct sockaddr_in *)bound)->sin_addr.s_addr == a->sin_addr.s_addr);
+    }
+    const struct sockaddr_in6 *a = (const void *)sa;
+    if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+        uint32_t ip;
+        memcpy(&ip, &a->sin6_addr.s6_addr[12], sizeof(ip));
+        if (!ipv4_can_be_source(ip)) {
+            return 0;
+        }
+    }
+    else if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) || IN6_IS_ADDR_MULTICAST(&a->sin6_addr)) {
+        return 0;
+    }
+    return !(bound != NULL && bound->ss_family == AF_INET6 &&
+             memcmp(&((const struct sockaddr_in6 *)bound)->sin6_addr, &a->sin6_addr,
+                    sizeof(a->sin6_addr)) == 0);
+}
+
+/* What the kernel says when told to send from an address it will not send
+ * from (Socket._NOT_A_SOURCE): reply then lets it choose. */
+static int
+not_a_source(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    int e = ((PyOSErrorObject *)exc)->myerrno != NULL ? (int)PyLong_AsLong(((PyOSErrorObject *)exc)->myerrno) : 0;
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    int e = exc != NULL && ((PyOSErrorObject *)exc)->myerrno != NULL
+                ? (int)PyLong_AsLong(((PyOSErrorObject *)exc)->myerrno)
+                : 0;
+    PyErr_Restore(type, exc, tb);
+#endif
+    return e == ENETUNREACH || e == EINVAL || e == EADDRNOTAVAIL;
+}
+
+/* Socket.reply natively: to.src from to.dst, where to.dst is the Datagram
+ * destination the last receive handed out (its address is parsed already)
+ * or None; anything else (a timeout, a Datagram made elsewhere) is the
+ * Python twin's, which does the same steps. */
+PyObject *
+Core_reply(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"frame", "to", "timeout"};
+    PyObject *argv[3] = {NULL, NULL, NULL};
+    if (parse_args("reply", args, nargs, kwnames, names, 2, 3, argv) < 0 || not_initialised(self)) {
+        return NULL;
+    }
+    PyObject *frame = argv[0], *to = argv[1];
+    PyObject *timeout = argv[2] != NULL ? argv[2] : Py_None;
+    if (timeout == Py_None && Py_IS_TYPE(to, (PyTypeObject *)self->state->Datagram) &&
+        PyTuple_GET_SIZE(to) == 5) {
+        PyObject *peer = PyTuple_GET_ITEM(to, 1), *dst = PyTuple_GET_ITEM(to, 2);
+        if (dst == Py_None || (dst == self->to_addr && !reply_needs_source(self, &self->to))) {
+            return send_one(self, frame, peer, timeout, NULL);
+        }
+        if (dst == self->to_addr) {
+            PyObject *r = send_one(self, frame, peer, timeout, dst);
+            if (r != NULL || !not_a_source()) {
+                return r;
+            }
+            PyErr_Clear(); /* a subnet broadcast address, say: the kernel chooses */
+            return send_one(self, frame, peer, timeout, NULL);
+        }
+    }
+    PyObject *slow[] = {(PyObject *)self, frame, to, timeout};
+    return PyObject_VectorcallMethod(self->state->str_reply_slow, slow,
+                                     4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
 /* The Python twin's docstring, word for word (a test checks). */
 const char Core_send_doc[] =
     "send($self, /, frame, dst, timeout=None, *, src=None)\n"
@@ -154,3 +261,19 @@ const char Core_send_doc[] =
     "Thread-safe: any number of threads may send, also while another\n"
     "thread is in ``recv``.\n";
 
+
+/* The Python twin's docstring, word for word (a test checks). */
+const char Core_reply_doc[] =
+    "reply($self, /, frame, to, timeout=None)\n"
+    "--\n"
+    "\n"
+    "Answer ``to`` (a ``Datagram``): send ``frame`` to ``to.src`` from ``to.dst``.\n"
+    "\n"
+    "A client with a connected socket (``dig``, DNS, QUIC and STUN\n"
+    "clients) drops an answer from any other address than the one it\n"
+    "wrote to; on a Socket bound to ``0.0.0.0`` or ``[::]`` on a host\n"
+    "with several addresses, only this answers every client. Where\n"
+    "``to.dst`` is unknown, a wildcard, multicast or broadcast address,\n"
+    "the kernel chooses the source, as for ``send``.\n"
+    "\n"
+    "Raises what ``send`` raises. Thread-safe, as ``send``.\n";

@@ -12,12 +12,40 @@
 #define SOURCES 8
 
 /* The sources of one call, each parsed once: obj[i] (strong) is a src the
- * messages name, parsed[i] its control message (M2). */
+ * messages name, parsed[i] its control message (M2); bound[i]: the Socket
+ * is bound to that address, so it needs none (Socket._message_source). */
 struct sources {
     int n;
     PyObject *obj[SOURCES];
     struct source parsed[SOURCES];
+    char bound[SOURCES];
 };
+
+/* Whether `from` names the address the Socket is bound to (known once a
+ * receive call made a Datagram.dst; the reader writes it once, under the
+ * GIL). in_pktinfo carries it as ipi_spec_dst, in6_pktinfo as ipi6_addr. */
+static int
+is_bound_address(CoreObject *self, const struct source *from)
+{
+    if (self->local_port <= 0) {
+        return 0;
+    }
+    if (self->bound.ss_family == AF_INET && from->level == IPPROTO_IP &&
+        from->len == sizeof(struct in_pktinfo)) {
+        struct in_pktinfo info;
+        memcpy(&info, from->data, sizeof(info));
+        uint32_t bound = ((struct sockaddr_in *)&self->bound)->sin_addr.s_addr;
+        return bound != INADDR_ANY && info.ipi_spec_dst.s_addr == bound;
+    }
+    if (self->bound.ss_family == AF_INET6 && from->level == IPPROTO_IPV6 &&
+        from->len == sizeof(struct in6_pktinfo)) {
+        struct in6_pktinfo info;
+        const struct in6_addr *bound = &((struct sockaddr_in6 *)&self->bound)->sin6_addr;
+        memcpy(&info, from->data, sizeof(info));
+        return !IN6_IS_ADDR_UNSPECIFIED(bound) && memcmp(&info.ipi6_addr, bound, sizeof(*bound)) == 0;
+    }
+    return 0;
+}
 
 static void
 sources_clear(struct sources *table)
@@ -57,6 +85,7 @@ source_index(CoreObject *self, PyObject *src, struct sources *table)
             return -1;
         }
     }
+    table->bound[table->n] = (char)is_bound_address(self, slot);
     table->obj[table->n] = Py_NewRef(src);
     return table->n++;
 }
@@ -102,9 +131,13 @@ plain_message(CoreObject *self, PyObject *item, struct sources *table, struct ro
         return 0;
     }
     PyObject *src = PyTuple_GET_SIZE(item) == 3 ? PyTuple_GET_ITEM(item, 2) : Py_None;
-    route->source = src == Py_None ? -1 : source_index(self, src, table);
-    if (src != Py_None && route->source < 0) {
-        return 0;
+    route->source = -1;
+    if (src != Py_None) {
+        int i = source_index(self, src, table);
+        if (i < 0) {
+            return 0;
+        }
+        route->source = table->bound[i] ? -1 : i;
     }
     if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 0), view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
@@ -236,6 +269,14 @@ send_many_as_writer(CoreObject *self, PyObject *batch, struct sources *table, Py
     if (self->closed) {
         PyErr_SetNone(self->state->ClosedError);
         return NULL;
+    }
+    if (table->n > 0 && table->obj[0] != self->from.obj) {
+        /* The writer's cache (send.c) takes this call's first source, so
+         * the next call that names it asks Python nothing. */
+        PyObject *old = self->from.obj;
+        self->from = table->parsed[0];
+        self->from.obj = Py_NewRef(table->obj[0]);
+        Py_XDECREF(old);
     }
     if (send_all(self, batch, table, sent) < 0) {
         return NULL;

@@ -69,6 +69,7 @@ typedef struct {
     PyObject *str_send_slow;
     PyObject *str_send_some_slow;
     PyObject *str_send_many_slow;
+    PyObject *str_reply_slow;
     PyObject *str_source_cmsg;
 } udpio_state;
 
@@ -221,6 +222,7 @@ typedef struct {
     socklen_t to_len;
     PyObject *to_addr;
     int local_port; /* the bound port, for Datagram.dst; -1 until known */
+    struct sockaddr_storage bound; /* the bound address, once local_port is known (reply) */
     Py_ssize_t received; /* M3: datagrams the receive calls returned */
     /* Owned by whoever holds the writer role. */
     PyObject *dst; /* the last destination and its parsed form */
@@ -250,12 +252,15 @@ UDPIO_INTERNAL PyObject *Core_send(CoreObject *self, PyObject *const *args, Py_s
                                    PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_many(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                         PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_reply(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
 UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
 UDPIO_INTERNAL extern const char Core_recv_batch_doc[];
 UDPIO_INTERNAL extern const char Core_send_doc[];
 UDPIO_INTERNAL extern const char Core_send_many_doc[];
+UDPIO_INTERNAL extern const char Core_reply_doc[];
 
 /* C5: the call that close() interrupted on its own thread releases the
  * descriptors as it unwinds (recv.c). Steals `result`; keeps an exception. */
