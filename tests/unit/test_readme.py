@@ -88,7 +88,9 @@ EXPECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
     examples = _examples()
-    assert set(examples) == set(EXPECTED) | {"every_address"}, "a README example has no test, or lost it"
+    assert set(examples) == set(EXPECTED) | {"every_address", "many_peers"}, (
+        "a README example has no test, or lost it"
+    )
     result = subprocess.run(
         [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", examples[name]],
         capture_output=True,
@@ -156,3 +158,36 @@ def test_m2_readme_wildcard_responder_answers_dig_on_every_loopback_address() ->
     with responder(every_address_example("0.0.0.0:0")) as port:
         for asked in ("127.0.0.1", "127.0.0.2", "127.1.2.3"):
             assert dig(f"@{asked}", "-p", str(port)) == "127.0.0.1", asked
+
+
+def need_dnsperf() -> None:
+    if shutil.which("dnsperf") is None:
+        if os.environ.get("UDPIO_TEST_REQUIRE_TOOLS"):
+            pytest.fail("dnsperf must be installed here (Debian: dnsperf)")
+        pytest.skip("needs dnsperf (Debian: dnsperf)")
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+def test_k1_k2_readme_many_peers_responder_answers_dig_and_dnsperf(tmp_path: Path) -> None:
+    # The batched responder answers every client from the address it asked
+    # (dig's connected socket hears nothing else), and under a real load
+    # generator loses nothing: every query dnsperf sent was answered.
+    need_dig()
+    code = _examples()["many_peers"]
+    bind = 'udpio.listen("0.0.0.0:5353", rcvbuf=4 << 20)'
+    assert bind in code
+    with responder(code.replace(bind, 'udpio.listen("0.0.0.0:0", rcvbuf=4 << 20)')) as port:
+        for asked in ("127.0.0.1", "127.0.0.2", "127.1.2.3"):
+            assert dig(f"@{asked}", "-p", str(port)) == "127.0.0.1", asked
+        need_dnsperf()
+        queries = tmp_path / "queries.txt"
+        queries.write_text("".join(f"host{i}.example. A\n" for i in range(50)))
+        command = ["dnsperf", "-s", "127.0.0.2", "-p", str(port), "-d", str(queries), "-l", "1"]
+        result = subprocess.run(
+            [*command, "-c", "4", "-q", "100", "-t", "2"], capture_output=True, text=True, timeout=HANG
+        )
+        assert result.returncode == 0, result.stderr
+        completed = re.search(r"Queries completed:\s+(\d+)", result.stdout)
+        lost = re.search(r"Queries lost:\s+(\d+)", result.stdout)
+        assert completed and lost, result.stdout
+        assert int(completed.group(1)) > 100 and int(lost.group(1)) == 0, result.stdout

@@ -1,0 +1,80 @@
+"""P9: the server benchmark runs every responder loop under dnsperf and judges its figures as it prints them.
+
+No test asserts a speed: these pin that every loop answers correctly
+(dig), that the benchmark measures every loop it names against the plain
+one, and that it says how to install dnsperf where it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import HANG
+from tests.unit.test_cli import PACKAGE_ROOT, _env, _readline_within
+from tests.unit.test_readme import dig, need_dig, need_dnsperf
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dns_server.py"
+LOOPS = ["plain", "asyncio", "udpio reply", "udpio batch"]
+
+pytestmark = pytest.mark.skipif(
+    not SCRIPT.exists(), reason="benchmarks/ is not beside the tests (installed copy)"
+)
+
+
+@pytest.mark.parametrize("loop", [*LOOPS, "uvloop"])
+def test_p9_every_responder_loop_answers_a_query_with_its_a_record(loop: str) -> None:
+    need_dig()
+    if loop == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is optional: the benchmark shows it where installed")
+    command = [sys.executable, str(SCRIPT), "--serve", loop]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=_env(), cwd=PACKAGE_ROOT) as server:
+        try:
+            port = _readline_within(server, HANG).strip()
+            for _ in range(3):  # three queries: the loops answer query after query
+                assert dig("@127.0.0.1", "-p", port) == "127.0.0.1"
+        finally:
+            server.kill()
+
+
+def test_p9_the_benchmark_measures_every_loop_against_the_plain_one(tmp_path: Path) -> None:
+    need_dnsperf()
+    out = tmp_path / "p9.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--seconds", "1", "--rounds", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    loops = figures["loops"]
+    assert set(LOOPS) <= set(loops) <= {*LOOPS, "uvloop"}
+    for name, loop in loops.items():
+        assert loop["qps"] > 0 and loop["sent"] > 0 and 0 <= loop["lost"] <= loop["sent"], name
+        ratio = round(loop["qps"] / loops["plain"]["qps"], 2)
+        assert f"| {name} | {loop['qps']:,.0f} | {ratio:.2f}x |" in result.stdout
+    batch = round(loops["udpio batch"]["qps"] / loops["plain"]["qps"], 2)
+    reply = round(loops["udpio reply"]["qps"] / loops["plain"]["qps"], 2)
+    lost = max(loops["udpio batch"]["lost"], loops["udpio reply"]["lost"]) <= loops["plain"]["lost"]
+    assert figures["verdicts"] == {
+        "udpio batch >= 1.30x": batch >= 1.3,
+        "udpio reply >= 1.00x": reply >= 1.0,
+        "lost no more than plain's": lost,
+    }
+
+
+def test_p9_without_dnsperf_it_says_how_to_install_it_and_measures_nothing() -> None:
+    env = dict(_env(), PATH=os.path.dirname(sys.executable))  # python, and no dnsperf
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=HANG, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "P9 skipped: dnsperf is not installed (Debian/Ubuntu: apt-get install dnsperf)\n"
