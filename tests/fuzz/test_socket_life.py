@@ -1,4 +1,4 @@
-"""The Socket's whole life as a state machine: C1, C3, R3-R6, S1, B1-B3, F1 against a model.
+"""The Socket's whole life as a state machine: C1, C3, R3-R6, S1, B1-B3, K1, K2, F1 against a model.
 
 The model says what must be queued and what each call must return or
 raise; invariants after every step check descriptors, the pool and every
@@ -41,12 +41,16 @@ class SocketLife(RuleBasedStateMachine):
         self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.peer.bind(("127.0.0.1", 0))
         self.peer.settimeout(HANG)
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a second destination (K2)
+        self.other.bind(("127.0.0.1", 0))
+        self.other.settimeout(HANG)
         self.fds_open = fd_count()
         # The model.
         self.queued: list[bytes] = []  # datagrams sent to the Socket, not yet received
         self.closed = False
         self.frame: Optional[memoryview] = None  # the current frame, and its bytes
         self.frame_bytes = b""
+        self.batch: list[tuple[memoryview, bytes]] = []  # the last recv_batch's frames (K1)
         self.released: list[memoryview] = []  # frames a later recv must have released
         self.kept: list[tuple[object, bytes]] = []  # slices/views/copies the caller holds
 
@@ -102,12 +106,55 @@ class SocketLife(RuleBasedStateMachine):
             got, src = self.peer.recvfrom(65536)
             assert got == data and src == self.addr
 
+    @rule(messages=st.lists(st.tuples(small_payloads, st.booleans()), max_size=80))
+    def socket_sends_many(self, messages: list[tuple[bytes, bool]]) -> None:
+        # K2: each message to its own destination (one of two), in order.
+        peers = (self.peer, self.other)
+        batch = [(data, peers[to_other].getsockname()) for data, to_other in messages]
+        if self.closed:
+            with pytest.raises(udpio.ClosedError) as info:
+                self.sock.send_many(batch)
+            assert info.value.sent == 0  # type: ignore[attr-defined]
+            return
+        assert self.sock.send_many(iter(batch)) == len(batch)
+        for which, peer in enumerate(peers):
+            for data in [data for data, to_other in messages if to_other == which]:
+                got, src = peer.recvfrom(65536)
+                assert got == data and src == self.addr
+
     def _took_frame(self, frame: memoryview, expected: bytes) -> None:
         assert bytes(frame) == expected  # R1
         assert frame.readonly  # R2
-        if self.frame is not None:
-            self.released.append(self.frame)
+        self._frame_gone()
         self.frame, self.frame_bytes = frame, expected
+
+    @rule(limit=st.integers(1, 70))
+    def recv_batch(self, limit: int) -> None:
+        # K1: everything queued is ready (loopback delivers before sendto
+        # returns), so the batch is exactly the oldest min(limit, queued).
+        if self.closed:
+            with pytest.raises(udpio.ClosedError):
+                self.sock.recv_batch(limit, timeout=0)
+            self._frame_gone()
+            return
+        if not self.queued:
+            with pytest.raises(TimeoutError):
+                self.sock.recv_batch(limit, timeout=0)
+            self._frame_gone()
+            return
+        got = self.sock.recv_batch(limit, timeout=HANG)
+        self._frame_gone()
+        assert len(got) == min(limit, len(self.queued))
+        for datagram in got:
+            expected = self.queued.pop(0)
+            assert bytes(datagram.frame) == expected and datagram.frame.readonly  # R1, R2
+            assert datagram.src == self.peer.getsockname()
+            # M1: natively, a datagram a recv batch took before the Socket's
+            # first recv_datagram/recv_batch reports no destination (never a
+            # wrong one); the pure Socket asks the kernel on every read.
+            allowed = [self.addr] if udpio.BACKEND == "python" else [self.addr, None]
+            assert datagram.dst in allowed
+            self.batch.append((datagram.frame, expected))
 
     @rule()
     def recv(self) -> None:
@@ -133,18 +180,21 @@ class SocketLife(RuleBasedStateMachine):
         self._frame_gone()
 
     def _frame_gone(self) -> None:
-        # Any recv that got the reader role releases the current frame (R3).
+        # Any receive call that got the reader role releases the current
+        # frame, or every frame of the last batch (R3, K1).
         if self.frame is not None:
             self.released.append(self.frame)
             self.frame = None
+        self.released += [frame for frame, _ in self.batch]
+        self.batch.clear()
 
     # -- what the caller keeps -------------------------------------------------
 
-    @precondition(lambda self: self.frame is not None)
-    @rule(how=st.sampled_from(["slice", "view", "copy"]))
-    def keep(self, how: str) -> None:
-        assert self.frame is not None
-        frame, data = self.frame, self.frame_bytes
+    @precondition(lambda self: self.frame is not None or bool(self.batch))
+    @rule(how=st.sampled_from(["slice", "view", "copy"]), index=st.integers(0, 70))
+    def keep(self, how: str, index: int) -> None:
+        current = [(self.frame, self.frame_bytes)] if self.frame is not None else self.batch
+        frame, data = current[index % len(current)]
         if how == "slice":
             self.kept.append((frame[1:-1], data[1:-1]))
         elif how == "view":
@@ -213,6 +263,8 @@ class SocketLife(RuleBasedStateMachine):
     def current_frame_is_intact(self) -> None:
         if self.frame is not None:
             assert bytes(self.frame) == self.frame_bytes  # R3, R5: valid until the next recv
+        for frame, data in self.batch:
+            assert bytes(frame) == data  # K1: the whole batch, until the next receive call
 
     @invariant()
     def kept_bytes_never_change(self) -> None:
@@ -239,10 +291,11 @@ class SocketLife(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.sock.close()
         self.peer.close()
+        self.other.close()
         assert fd_count() == self.fds_before  # F1
 
 
-def test_c1_c3_r3_r4_r5_r6_s1_b1_b2_b3_f1_socket_life_state_machine() -> None:
+def test_c1_c3_r3_r4_r5_r6_s1_b1_b2_b3_k1_k2_f1_socket_life_state_machine() -> None:
     # A plain test function rather than SocketLife.TestCase, so that it
     # runs once per backend like every other test.
     run_state_machine_as_test(SocketLife)  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer Hypothesis
