@@ -533,3 +533,22 @@ def test_k3_a_server_loop_of_recv_batch_and_send_many_allocates_nothing_per_data
         finally:
             tracemalloc.stop()
         assert after - before < 16 * 1024, f"2,000 answered datagrams kept {after - before} bytes"
+
+
+def test_k3_natively_a_few_busy_peers_cost_no_address_tuple_per_datagram(backend: str) -> None:
+    # The native Socket keeps the tuples of its last 8 senders: a server
+    # whose queries come from a few busy peers (forwarders, a load
+    # generator's sockets) makes none per datagram. (The pure Socket gets a
+    # new tuple from the socket module for every datagram.)
+    if backend != "native":
+        pytest.skip("the pure Socket's addresses come from socket.recvmsg_into, a tuple each")
+    with server() as (sock, dst), peers(5) as clients:
+        for _ in range(4):
+            for client in clients:
+                client.sendto(b"q", dst)
+        got: list[udpio.Datagram] = []
+        while len(got) < 20:
+            got += sock.recv_batch(timeout=HANG)
+        for client in clients:
+            tuples = {id(d.src) for d in got if d.src == client.getsockname()}
+            assert len(tuples) == 1, f"{len(tuples)} tuples for one peer"

@@ -62,7 +62,9 @@ Core_traverse(CoreObject *self, visitproc visit, void *arg)
     }
     Py_VISIT(self->frame);
     Py_VISIT(self->batch);
-    Py_VISIT(self->src_addr);
+    for (int i = 0; i < SOURCE_CACHE; i++) {
+        Py_VISIT(self->srcs[i].tuple);
+    }
     Py_VISIT(self->to_addr);
     Py_VISIT(self->dst);
     Py_VISIT(self->from.obj);
@@ -81,7 +83,9 @@ Core_clear(CoreObject *self)
     }
     Py_CLEAR(self->frame);
     Py_CLEAR(self->batch);
-    Py_CLEAR(self->src_addr);
+    for (int i = 0; i < SOURCE_CACHE; i++) {
+        Py_CLEAR(self->srcs[i].tuple);
+    }
     Py_CLEAR(self->to_addr);
     Py_CLEAR(self->dst);
     Py_CLEAR(self->from.obj);

@@ -46,6 +46,25 @@ cached_address(PyObject **tuple, struct sockaddr_storage *seen, socklen_t *seen_
     return addr;
 }
 
+/* The tuple for a datagram's sender: one the Socket made before for that
+ * address if it is among the last few (the last one is tried first), else
+ * a new one, which takes the oldest entry's place. Caller holds the reader
+ * role, which owns the cache. */
+static inline PyObject *
+source_address(CoreObject *self, const struct sockaddr_storage *ss, socklen_t len)
+{
+    for (int k = 1; k <= SOURCE_CACHE; k++) {
+        int i = (self->srcs_next - k) & (SOURCE_CACHE - 1);
+        if (self->srcs[i].tuple != NULL && self->srcs[i].len == len &&
+            same_address(ss, &self->srcs[i].sa, len)) {
+            return Py_NewRef(self->srcs[i].tuple);
+        }
+    }
+    int i = self->srcs_next;
+    self->srcs_next = (i + 1) & (SOURCE_CACHE - 1);
+    return cached_address(&self->srcs[i].tuple, &self->srcs[i].sa, &self->srcs[i].len, ss, len);
+}
+
 /* The bound port, asked once (an adopted socket may have been bound by a
  * send since construction). Caller holds the reader role. */
 static int
@@ -360,7 +379,7 @@ hand_out(CoreObject *self, int datagram)
     if (result == NULL) {
         return NULL;
     }
-    PyObject *addr = cached_address(&self->src_addr, &self->src, &self->src_len, &q->src, q->src_len);
+    PyObject *addr = source_address(self, &q->src, q->src_len);
     if (addr == NULL) {
         Py_DECREF(result);
         return NULL;

@@ -132,6 +132,9 @@ role_is_mine(RoleObject *self)
  * its traffic needs (`depth`). docs/design.md has the measurements. */
 #define RECV_MANY 64
 
+/* Source address tuples a Socket keeps for reuse (hand_out); a power of 2. */
+#define SOURCE_CACHE 8
+
 /* Datagrams one sendmmsg may carry (B3). */
 #define SEND_MANY 64
 
@@ -215,9 +218,15 @@ typedef struct {
     int pending_err;
     PyObject *frame;
     PyObject *batch; /* K1: a list of the frames the last recv_batch handed out, or NULL */
-    struct sockaddr_storage src; /* the last source address and its tuple */
-    socklen_t src_len;
-    PyObject *src_addr;
+    /* The tuples of the last few source addresses (a server's few busy
+     * peers, one peer's stream), so that a steady peer costs no str and
+     * tuple per datagram; replaced round-robin. */
+    struct {
+        struct sockaddr_storage sa;
+        socklen_t len;
+        PyObject *tuple;
+    } srcs[SOURCE_CACHE];
+    int srcs_next;
     struct sockaddr_storage to;  /* the last Datagram.dst and its tuple (M1) */
     socklen_t to_len;
     PyObject *to_addr;
