@@ -124,7 +124,7 @@ def serve(loop: str) -> None:
     elif loop == "asyncio":
         _serve_asyncio(sock, asyncio.new_event_loop)
     elif loop == "uvloop":
-        import uvloop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional: P9 shows it where installed
 
         _serve_asyncio(sock, uvloop.new_event_loop)
     else:

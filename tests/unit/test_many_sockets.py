@@ -44,7 +44,7 @@ def test_p11_natively_a_batch_reads_into_as_many_buffers_as_the_traffic_needs(ba
         udpio.listen("127.0.0.1:0", rcvbuf=4 << 20) as sock,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
     ):
-        local = sock.local_addr()
+        local = sock.bound_addr()
         assert sock._depth == 1  # type: ignore[attr-defined]
         for _ in range(3):
             tx.sendto(b"one at a time", local)

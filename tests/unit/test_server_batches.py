@@ -65,7 +65,8 @@ def test_k1_recv_batch_takes_what_is_ready_in_arrival_order_up_to_the_bound(limi
     # recvmmsg takes natively, so that batch takes several.
     with server() as (sock, dst):
         _burst(sock, dst, 300)
-        sizes, got = [], []
+        sizes: list[int] = []
+        got: list[bytes] = []
         while len(got) < 300:
             batch = sock.recv_batch(limit, timeout=HANG)
             sizes.append(len(batch))
@@ -81,7 +82,7 @@ def test_k1_each_datagram_of_a_batch_says_where_it_came_from_and_went() -> None:
         port = local[1]
         for i, client in enumerate(clients):
             client.sendto(numbered(i, 20), (f"127.0.0.{i + 1}", port))
-        got = []
+        got: list[udpio.Datagram] = []
         while len(got) < 6:
             got += sock.recv_batch(timeout=HANG)
         assert [bytes(d.frame) for d in got] == [numbered(i, 20) for i in range(6)]
@@ -386,7 +387,7 @@ def test_k2_every_kind_of_bad_message_is_refused_before_anything_is_sent(
         to = client.getsockname()
         good = [(numbered(i, 8), to) for i in range(5)]
         with pytest.raises(error, match=message) as info:
-            sock.send_many([*good, bad, *good])
+            sock.send_many([*good, bad, *good])  # type: ignore[list-item]  # bad on purpose
         assert info.value.sent == 0  # type: ignore[attr-defined]
         if error is OSError:
             assert info.value.errno in (errno.EMSGSIZE, errno.EINVAL)  # type: ignore[attr-defined]
