@@ -553,3 +553,40 @@ def test_k3_natively_a_few_busy_peers_cost_no_address_tuple_per_datagram(backend
         for client in clients:
             tuples = {id(d.src) for d in got if d.src == client.getsockname()}
             assert len(tuples) == 1, f"{len(tuples)} tuples for one peer"
+
+
+def test_k2_c2_a_send_many_waits_for_another_senders_role_then_sends_everything() -> None:
+    with server() as (sock, _), peers(1) as (client,):
+        to = client.getsockname()
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with sock._writer:
+                holding.set()
+                release.wait(HANG)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(HANG)
+        sender, outcome = run_in_thread(
+            lambda: sock.send_many([(numbered(i, 8), to) for i in range(100)]), "sender"
+        )
+        try:
+            assert not outcome.done.wait(0.05), "send_many went out while another thread held the writer role"
+        finally:
+            release.set()
+            join(holder)
+        join(sender)
+        assert outcome.error is None and outcome.value == 100
+        assert [frame for frame, _ in _received(client, 100)] == [numbered(i, 8) for i in range(100)]
+
+
+def test_k2_m2_more_sources_than_one_call_caches_each_leave_from_their_own() -> None:
+    # Natively a call parses at most 8 distinct sources itself; a call with
+    # more is the pure twin's. Either way each datagram leaves from its own.
+    with server("0.0.0.0:0") as (sock, local), peers(1) as (client,):
+        to = client.getsockname()
+        sources = [f"127.0.0.{i}" for i in range(2, 14)]
+        assert sock.send_many([(src.encode(), to, (src, local[1])) for src in sources]) == len(sources)
+        got = _received(client, len(sources))
+        assert [(frame.decode(), addr) for frame, addr in got] == [(src, (src, local[1])) for src in sources]

@@ -111,8 +111,14 @@ def per_socket(backend: str, count: int, datagrams: int = 1, batch: bool = False
         "print(json.dumps(measure(*json.loads(sys.argv[1]))))"
     )
     args = [sys.executable, "-c", code, json.dumps([backend, count, datagrams, batch])]
-    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout
-    result: dict[str, float] = json.loads(out)
+    # Run from the folder that holds this very udpio, so that "-c" (which
+    # puts the working directory first on sys.path) imports it and not a
+    # source tree the benchmark happens to be started in.
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=here)
+    if done.returncode != 0:
+        raise RuntimeError(f"udpio: the P11 measurement failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout)
     return result
 
 

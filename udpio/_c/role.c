@@ -48,10 +48,7 @@ monotonic_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Wait for the lock with the GIL released; a signal interrupts the wait so
- * its Python handler can run (and raise), then the wait resumes with what is
- * left of the timeout. Returns 1 acquired, 0 timed out, -1 exception. */
-static int
+int
 role_wait(RoleObject *self, double timeout)
 {
     double deadline = timeout < 0 ? 0 : monotonic_seconds() + timeout;

@@ -338,9 +338,21 @@ Core_send_many(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     PyObject *result = NULL;
 #ifdef __linux__
     struct sources table = {0};
-    if (timeout == Py_None && all_plain(self, batch, &table) &&
-        PyThread_acquire_lock(self->writer->lock, NOWAIT_LOCK)) {
-        /* C2: the role for the whole call, so no other send lands inside it */
+    int took = 0; /* C2: the role for the whole call, so no other send lands inside it */
+    if (timeout == Py_None && all_plain(self, batch, &table)) {
+        /* A role this thread holds already (a signal handler's call inside
+         * its own send) is the twin's: its role is re-entrant. */
+        took = PyThread_acquire_lock(self->writer->lock, NOWAIT_LOCK) ? 1
+               : role_is_mine(self->writer)                           ? 0
+                                                                      : role_wait(self->writer, -1);
+    }
+    if (took < 0) { /* a signal handler raised while this call waited for the role */
+        note_sent(0);
+        sources_clear(&table);
+        Py_DECREF(batch);
+        return NULL;
+    }
+    if (took) {
         role_took(self->writer);
         Py_ssize_t sent = 0;
         result = send_many_as_writer(self, batch, &table, &sent);

@@ -99,6 +99,12 @@ typedef struct {
 
 UDPIO_INTERNAL extern PyType_Spec udpio_Role_spec;
 
+/* Wait for the role's lock with the GIL released (timeout < 0: forever); a
+ * signal interrupts the wait so its Python handler can run (and raise),
+ * then the wait resumes with what is left. Returns 1 acquired, 0 timed
+ * out, -1 exception. The caller then records itself (role_took). */
+UDPIO_INTERNAL int role_wait(RoleObject *self, double timeout);
+
 /* The holder records itself right after taking the lock. No Python code can
  * run on this thread in between, so a signal handler on this thread that
  * asks "do I hold it?" (close() from a handler, C5) never sees a half-taken
