@@ -1,0 +1,122 @@
+"""K2, S4: a send_many that meets a full send buffer part-way waits for room and sends the rest, in order.
+
+UDP over loopback never says "would block" on its own (it drops instead),
+so the full buffer is injected: a tiny shared object, preloaded into a
+child process, lets the first ``UDPIO_EAGAIN_AFTER`` datagrams through
+(``sendmmsg`` then takes only as many as fit, as the kernel does), makes
+the next send fail once with ``EAGAIN``, and counts the refusals. The
+Socket must wait (its selector says writable at once) and go on where it
+stopped: every datagram once, in order, ``send_many`` returning them all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import HANG
+from tests.unit.test_cli import PACKAGE_ROOT, _env
+
+_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+static int passed, refusals;
+
+int udpio_test_refusals(void) { return refusals; }
+
+static int left(void)
+{
+    const char *after = getenv("UDPIO_EAGAIN_AFTER");
+    return after == NULL || refusals > 0 ? 1 << 30 : atoi(after) - passed;
+}
+
+ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
+{
+    static ssize_t (*real)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+    if (real == NULL) {
+        real = (ssize_t (*)(int, const void *, size_t, int, const struct sockaddr *, socklen_t))
+            dlsym(RTLD_NEXT, "sendto");
+    }
+    if (left() <= 0) {
+        refusals++;
+        errno = EAGAIN;
+        return -1;
+    }
+    passed++;
+    return real(fd, buf, len, flags, to, tolen);
+}
+
+int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags)
+{
+    static int (*real)(int, struct mmsghdr *, unsigned int, int);
+    if (real == NULL) {
+        real = (int (*)(int, struct mmsghdr *, unsigned int, int))dlsym(RTLD_NEXT, "sendmmsg");
+    }
+    int room = left();
+    if (room <= 0) {
+        refusals++;
+        errno = EAGAIN;
+        return -1;
+    }
+    int n = real(fd, msgs, (unsigned int)room < vlen ? (unsigned int)room : vlen, flags);
+    if (n > 0) {
+        passed += n;
+    }
+    return n;
+}
+"""
+
+_CHILD = r"""
+import ctypes, json, socket
+import udpio
+refusals = ctypes.CDLL(None).udpio_test_refusals
+peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+for peer in peers:
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+with udpio.listen("127.0.0.1:0") as tx:
+    messages = [(b"%d" % i, peers[i % 2].getsockname()) for i in range(200)]
+    sent = tx.send_many(messages)
+    got = [[int(peer.recv(100)) for _ in range(100)] for peer in peers]
+    print(json.dumps({"backend": udpio.BACKEND, "sent": sent, "stats": tx.stats().sent,
+                      "refusals": refusals(), "got": got}))
+"""
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the send shim")
+    folder = tmp_path_factory.mktemp("shim")
+    (folder / "shim.c").write_text(_SHIM)
+    lib = folder / "shim.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(folder / "shim.c"), "-ldl"], check=True)
+    return lib
+
+
+def test_k2_s4_a_full_buffer_part_way_waits_and_sends_the_rest_in_order(shim: Path, backend: str) -> None:
+    env = dict(_env(), LD_PRELOAD=str(shim), UDPIO_EAGAIN_AFTER="70")
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=env,
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["backend"] == backend
+    assert out["refusals"] == 1  # the injected full buffer was met, once
+    assert (out["sent"], out["stats"]) == (200, 200)
+    assert out["got"] == [list(range(0, 200, 2)), list(range(1, 200, 2))]
