@@ -28,9 +28,9 @@ class ConcurrentRecvError(RuntimeError):
 
 
 def datagrams_sent(exc: BaseException) -> int:
-    """How many datagrams of a ``send_batch`` went out before it raised ``exc``.
+    """How many datagrams of a ``send_batch`` or ``send_many`` went out before it raised ``exc``.
 
-    Every exception ``send_batch`` raises carries this as ``exc.sent`` (B3);
+    Every exception those two raise carries this as ``exc.sent`` (B3, K2);
     this reads it where a type checker cannot know that (``TimeoutError``
     has no ``sent``). 0 for an exception that carries none. Pure;
     thread-safe; raises nothing.
