@@ -39,8 +39,48 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (destination(self, dst, &sa, &sa_len) &&",
     ),
     "C5 no release on exit": (
-        "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);",
-        "    if (0) {\n        result = release_on_exit(self, result);",
+        "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);\n    }\n"
+        "    role_give(self->reader);\n    return result;\n}\n\nPyObject *\nCore_recv(",
+        "    if (0) {\n        result = release_on_exit(self, result);\n    }\n"
+        "    role_give(self->reader);\n    return result;\n}\n\nPyObject *\nCore_recv(",
+    ),
+    "K1 a batch's frames not released": (
+        "        failed = release_view(self, PyList_GET_ITEM(batch, i)) < 0;",
+        "        failed = i > 0 && release_view(self, PyList_GET_ITEM(batch, i)) < 0;",
+    ),
+    "K1 a batch hands out a slot still exported": (
+        "    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0) {",
+        "    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0 && self->batch == NULL) {",
+    ),
+    "K1 B1 an error after a batch's datagrams dropped": (
+        "        self->pending_err = err; /* B1: the datagrams taken come first */",
+        "        (void)0;",
+    ),
+    "K2 sent off by one": ("            *sent += n;", "            *sent += n + (n > 1);"),
+    "K2 messages reordered in a sendmmsg": (
+        "        PyObject *item = PySequence_Fast_GET_ITEM(batch, start + got);",
+        "        PyObject *item = PySequence_Fast_GET_ITEM(batch, start + (got ^ (count > 1 && got + 1 < count)));",
+    ),
+    "K2 port 0 sent": ("        port_of(&route->sa) == 0) {", "        0) {"),
+    "K2 IPv6's size limit for IPv4": (
+        "    if (view->len > largest_payload(&route->sa)) {",
+        "    if (view->len > 65527) {",
+    ),
+    "K2 a full buffer raised, not waited for": (
+        "        if (err != EAGAIN && err != EWOULDBLOCK) {\n            errno = err;\n            PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */\n            return -1;",
+        "        if (1) {\n            errno = err;\n            PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */\n            return -1;",
+    ),
+    "K3 one sender remembered, not eight": (
+        "    for (int k = 1; k <= SOURCE_CACHE; k++) {",
+        "    for (int k = 1; k <= 1; k++) {",
+    ),
+    "P11 buffers zeroed": (
+        "    return p == MAP_FAILED ? NULL : p;",
+        "    if (p != MAP_FAILED) {\n        memset(p, 0, size);\n    }\n    return p == MAP_FAILED ? NULL : p;",
+    ),
+    "P11 the depth never grows": (
+        "self->depth = 2 * self->depth < RECV_MANY ? 2 * self->depth : RECV_MANY;",
+        "self->depth = self->depth;",
     ),
     "R1 stale length": ("    buf->length = length;", "    buf->length = length > 0 ? length : 1;"),
     "S5 EAGAIN-like errors swallowed": (
@@ -64,8 +104,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (self->slots[slot] != NULL && self->slots[slot]->exports > 0) {\n        Py_INCREF(self->slots[slot]);\n        Py_CLEAR(",
     ),
     "B1 a slot reused while retained": (
-        "    for (int i = 0; i < RECV_MANY; i++) {\n        drop_if_retained(self, i);",
-        "    for (int i = 0; i < RECV_MANY; i++) {",
+        "    for (int i = 0; i < self->depth; i++) {\n        drop_if_retained(self, i);",
+        "    for (int i = 0; i < self->depth; i++) {",
     ),
     "B2 queued datagrams handed out after close": (
         "    if (self->closed) { /* R5: the reader's next recv after close() */",

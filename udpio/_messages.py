@@ -117,7 +117,12 @@ def check_messages(
             raise TypeError(
                 f"udpio: {name} must be a (frame, dst) or (frame, dst, src) tuple, not {message!r:.80}"
             )
-        frame, dst = message[0], prepared(message[1])
+        frame = message[0]
+        try:
+            dst = prepared(message[1])
+        except (TypeError, ValueError, OverflowError) as exc:  # S3's checks, named by the message's index
+            why = str(exc).removeprefix("udpio: bad destination ")
+            raise type(exc)(f"udpio: bad destination in {name}: {why}") from None
         dst = _check_destination(dst, family, name)
         check_frame(frame, largest_payload(family, dst), f"{name}'s frame")
         cmsg = None

@@ -106,7 +106,7 @@ class SocketLife(RuleBasedStateMachine):
             got, src = self.peer.recvfrom(65536)
             assert got == data and src == self.addr
 
-    @rule(messages=st.lists(st.tuples(small_payloads, st.booleans()), max_size=80))
+    @rule(messages=st.lists(st.tuples(small_payloads, st.booleans()), max_size=30))
     def socket_sends_many(self, messages: list[tuple[bytes, bool]]) -> None:
         # K2: each message to its own destination (one of two), in order.
         peers = (self.peer, self.other)

@@ -16,6 +16,7 @@ import pytest
 
 import udpio
 from tests.helpers import HANG, join, numbered, run_in_thread, wait_blocked
+from udpio._messages import largest_payload
 
 RCVBUF = 8 << 20
 
@@ -359,15 +360,27 @@ _BAD_MESSAGES: list[tuple[object, type[Exception], str]] = [
         TypeError,
         r"messages\[5\]'s frame must be a C-contiguous",
     ),
-    ((b"x" * 65508, ("127.0.0.1", 9)), OSError, r"messages\[5\]'s frame is 65,508 bytes"),
+    (
+        (b"x" * 65508, ("127.0.0.1", 9)),
+        OSError,
+        r"^\[Errno 90\] udpio: messages\[5\]'s frame is 65,508 bytes, more than the 65,507 a UDP datagram "
+        r"can carry here \(nothing was sent\)$",
+    ),
     ((b"x", "127.0.0.1:9"), TypeError, r"bad destination in messages\[5\]"),
     ((b"x", ("127.0.0.1",)), TypeError, r"bad destination in messages\[5\]"),
     ((b"x", ("127.0.0.1", 9, 0, 0)), TypeError, r"bad destination in messages\[5\]"),
+    ((b"x", ("127.0.0.1", 9, 0)), TypeError, r"bad destination in messages\[5\]"),
     ((b"x", ("127.0.0.1", 65536)), OverflowError, r"messages\[5\].*the port must be 0-65535"),
     ((b"x", ("127.0.0.1", -1)), OverflowError, r"messages\[5\].*the port must be 0-65535"),
     ((b"x", ("127.0.0.1", "9")), TypeError, r"messages\[5\].*the port must be an int"),
     ((b"x", ("127.0.0.1", 0)), OSError, r"messages\[5\].*port 0"),
-    ((b"x", ("a" * 300, 9)), ValueError, r"messages\[5\].*numeric address"),
+    (
+        (b"x", ("a" * 300, 9)),
+        ValueError,
+        r"^udpio: bad destination in messages\[5\]: \('a+', 9\): send_many needs a numeric address "
+        r"\(it resolves no names\)$",
+    ),
+    ((b"x", ("localhost", 9)), ValueError, r"messages\[5\].*numeric address"),  # /etc/hosts has it
     ((b"x", (None, 9)), TypeError, r"messages\[5\].*the host must be a str"),
     ((b"x", ("::1", 9)), ValueError, r"an IPv6 address on an IPv4 Socket"),
     ((b"x", ("127.0.0.1", 9), "::1"), ValueError, r"messages\[5\]: bad src"),
@@ -396,6 +409,60 @@ def test_k2_every_kind_of_bad_message_is_refused_before_anything_is_sent(
             client.recv(100)  # nothing went out
         assert sock.stats().sent == 0
         assert sock.send_many(good) == 5  # and the Socket stays usable
+
+
+_BAD_IPV6_MESSAGES: list[tuple[object, type[Exception], str]] = [
+    ((b"x", ("::1", 9, 0, 0, 0)), TypeError, r"bad destination in messages\[1\]"),
+    ((b"x", ("::1", 9, 1 << 20)), OverflowError, r"messages\[1\].*the flowinfo must be 0-1048575"),
+    ((b"x", ("::1", 9, -1, 0)), OverflowError, r"messages\[1\].*the flowinfo must be 0-1048575"),
+    (
+        (b"x", ("::1", 9, 0, 1 << 32)),
+        OverflowError,
+        r"^udpio: bad destination in messages\[1\]: \('::1', 9, 0, 4294967296\): scope_id must be 0-4294967295$",
+    ),
+    ((b"x", ("::1", 9, "0", 0)), TypeError, r"messages\[1\].*the flowinfo must be an int"),
+    ((b"x", ("::1", 9, 0, 1.0)), TypeError, r"messages\[1\].*the scope_id must be an int"),
+]
+
+
+@pytest.mark.ipv6
+@pytest.mark.parametrize(
+    ("bad", "error", "message"), _BAD_IPV6_MESSAGES, ids=[repr(b)[:40] for b, _, _ in _BAD_IPV6_MESSAGES]
+)
+def test_k2_every_field_of_an_ipv6_destination_is_checked_before_anything_is_sent(
+    bad: object, error: type[Exception], message: str
+) -> None:
+    with udpio.listen("[::1]:0") as sock, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as client:
+        client.bind(("::1", 0))
+        good = (b"first", client.getsockname())
+        with pytest.raises(error, match=message) as info:
+            sock.send_many([good, bad])  # type: ignore[list-item]  # bad on purpose
+        assert info.value.sent == 0  # type: ignore[attr-defined]
+        assert sock.send_many([good, (b"top", ("::1", client.getsockname()[1], 0xFFFFF, 0))]) == 2
+        client.settimeout(HANG)
+        assert [client.recv(10) for _ in range(2)] == [b"first", b"top"]  # and nothing before them
+
+
+@pytest.mark.parametrize(
+    ("family", "dst", "largest"),
+    [
+        (socket.AF_INET, ("127.0.0.1", 9), 65507),
+        (socket.AF_INET6, ("::1", 9, 0, 0), 65527),
+        (socket.AF_INET6, ("::ffff:127.0.0.1", 9, 0, 0), 65507),
+        (socket.AF_INET6, ("::FFFF:127.0.0.1", 9, 0, 0), 65507),
+        (socket.AF_INET6, ("64:ff9b::192.0.2.1", 9, 0, 0), 65527),  # NAT64: dotted, but IPv6 on the wire
+        (socket.AF_INET6, ("::ffff:7f00:1", 9, 0, 0), 65527),  # mapped, but not as the kernel writes it
+    ],
+)
+def test_k2_b3_the_largest_payload_follows_the_protocol_the_datagram_goes_over(
+    family: int, dst: udpio.Address, largest: int
+) -> None:
+    assert largest_payload(family, dst) == largest
+
+
+def test_k2_the_highest_port_is_a_destination() -> None:
+    with server() as (sock, _):
+        assert sock.send_many([(b"x", ("127.0.0.1", 65535))]) == 1  # nobody there: the datagram is just lost
 
 
 def test_k2_the_largest_datagram_each_family_can_carry() -> None:
