@@ -40,6 +40,12 @@ MUTANTS: dict[str, tuple[str, str]] = {
     ),
     "C5 no release on exit": (
         "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);\n    }\n"
+        "    role_give(self->reader);\n    return result;\n}\n\n/* A positive int",
+        "    if (0) {\n        result = release_on_exit(self, result);\n    }\n"
+        "    role_give(self->reader);\n    return result;\n}\n\n/* A positive int",
+    ),
+    "K1 C5 no release on exit from recv_batch": (
+        "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);\n    }\n"
         "    role_give(self->reader);\n    return result;\n}\n\nPyObject *\nCore_recv(",
         "    if (0) {\n        result = release_on_exit(self, result);\n    }\n"
         "    role_give(self->reader);\n    return result;\n}\n\nPyObject *\nCore_recv(",

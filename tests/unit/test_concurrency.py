@@ -417,6 +417,23 @@ def test_c5_close_from_signal_handler_on_the_reading_thread() -> None:
 
 
 @needs_signals
+def test_c5_k1_close_from_signal_handler_on_the_thread_blocked_in_recv_batch() -> None:
+    # As for recv: the handler's close() cannot wait for the recv_batch it
+    # interrupted, which must release the descriptors as it unwinds.
+    rx = udpio.listen("127.0.0.1:0")
+
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
+        rx.close()
+
+    with _signal_handler(signal.SIGUSR1, handler):
+        helper = _kill_main_when_blocked()
+        with pytest.raises(udpio.ClosedError):
+            rx.recv_batch(timeout=HANG)
+        join(helper)
+    assert descriptors_closed(rx)
+
+
+@needs_signals
 def test_c5_close_from_signal_handler_during_blocked_send(tmp_path: Path) -> None:
     with full_send_buffer(tmp_path) as (sock, path, _):
 
