@@ -41,29 +41,34 @@ def largest_payload(family: int, dst: object) -> int:
     return 65507
 
 
-def check_frame(frame: object, largest: int, name: str) -> None:
-    """Refuse, naming it ``name``, a frame that no send could carry (B3, K2).
+def check_frame(frame: object, largest: int, name: str, index: Optional[int] = None) -> None:
+    """Refuse, naming it ``name`` (``name[index]`` where an index is given), a frame no send could carry.
 
     Raises ``TypeError`` for what is not a C-contiguous buffer and, as the
     kernel would (``EMSGSIZE``) but before anything is sent, ``OSError``
-    for one over ``largest`` bytes.
+    for one over ``largest`` bytes (B3, K2). The name is only made when it
+    is needed: a batch of thousands of good frames makes no string.
     """
     try:
         view = memoryview(frame)  # type: ignore[arg-type]  # probing an unknown object
     except TypeError:
         raise TypeError(
-            f"udpio: {name} must support the buffer protocol, not {type(frame).__name__}"
+            f"udpio: {_label(name, index)} must support the buffer protocol, not {type(frame).__name__}"
         ) from None
     contiguous, size = view.c_contiguous, view.nbytes
     view.release()
     if not contiguous:
-        raise TypeError(f"udpio: {name} must be a C-contiguous buffer")
+        raise TypeError(f"udpio: {_label(name, index)} must be a C-contiguous buffer")
     if size > largest:
         raise OSError(
             errno.EMSGSIZE,
-            f"udpio: {name} is {size:,} bytes, more than the {largest:,} a UDP datagram "
+            f"udpio: {_label(name, index)} is {size:,} bytes, more than the {largest:,} a UDP datagram "
             "can carry here (nothing was sent)",
         )
+
+
+def _label(name: str, index: Optional[int]) -> str:
+    return name if index is None else f"{name}[{index}]"
 
 
 def _check_destination(dst: object, family: int, name: str) -> tuple[object, ...]:

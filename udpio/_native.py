@@ -37,6 +37,7 @@ class Socket(_speedups.Core, PureSocket):
 
     _send_slow = PureSocket.send
     _send_some_slow = PureSocket._send_some
+    _check_frames_slow = PureSocket._check_frames
     _send_many_slow = PureSocket.send_many
     _reply_slow = PureSocket.reply
     _SPLITS_GRO = _speedups.SPLITS_GRO

@@ -326,6 +326,8 @@ static PyMethodDef Core_methods[] = {
      Core_send_many_doc},
     {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,
      "The native Socket._send_some: up to 64 datagrams per GSO send or sendmmsg."},
+    {"_check_frames", (PyCFunction)(void (*)(void))Core_check_frames, METH_FASTCALL,
+     "The native Socket._check_frames: a batch's plain frames checked in C."},
     {NULL},
 };
 

@@ -71,6 +71,7 @@ udpio_exec(PyObject *module)
         intern(&st->str_check_max_datagrams, "_check_max_datagrams") < 0 ||
         intern(&st->str_send_slow, "_send_slow") < 0 ||
         intern(&st->str_send_some_slow, "_send_some_slow") < 0 ||
+        intern(&st->str_check_frames_slow, "_check_frames_slow") < 0 ||
         intern(&st->str_send_many_slow, "_send_many_slow") < 0 ||
         intern(&st->str_reply_slow, "_reply_slow") < 0 ||
         intern(&st->str_source_cmsg, "_source_cmsg") < 0) {
@@ -115,6 +116,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_check_max_datagrams);
     Py_CLEAR(st->str_send_slow);
     Py_CLEAR(st->str_send_some_slow);
+    Py_CLEAR(st->str_check_frames_slow);
     Py_CLEAR(st->str_send_many_slow);
     Py_CLEAR(st->str_reply_slow);
     Py_CLEAR(st->str_source_cmsg);

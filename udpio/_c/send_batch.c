@@ -244,3 +244,60 @@ Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyObject_VectorcallMethod(self->state->str_send_some_slow, slow,
                                      5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
+
+/* Whether every item of the list or tuple `frames` is a C-contiguous buffer
+ * of at most `largest` bytes. Returns 1 yes, 0 not certain (the caller asks
+ * the Python twin, which names the frame), never an exception. The item is
+ * held while its buffer is asked for: a buffer that runs Python code may
+ * change the list, so its size is read again every time. */
+static int
+frames_fit(PyObject *frames, Py_ssize_t largest)
+{
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(frames); i++) {
+        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(frames, i));
+        Py_ssize_t size;
+        if (PyBytes_CheckExact(item)) {
+            size = PyBytes_GET_SIZE(item); /* the common case: no buffer to ask for */
+        }
+        else {
+            Py_buffer view;
+            if (PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) < 0) {
+                PyErr_Clear();
+                Py_DECREF(item);
+                return 0;
+            }
+            size = view.len;
+            PyBuffer_Release(&view);
+        }
+        Py_DECREF(item);
+        if (size > largest) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Socket._check_frames(frames, largest) (B3): every frame is checked before
+ * anything is sent. A list or tuple whose frames all fit is checked here,
+ * at a few instructions a frame; anything else goes to the Python twin,
+ * which raises the error that names the frame. */
+PyObject *
+Core_check_frames(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_check_frames(frames, largest)");
+        return NULL;
+    }
+    if (PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0])) {
+        Py_ssize_t largest = PyLong_AsSsize_t(args[1]);
+        if (largest == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (frames_fit(args[0], largest)) {
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *slow[] = {(PyObject *)self, args[0], args[1]};
+    return PyObject_VectorcallMethod(self->state->str_check_frames_slow, slow,
+                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}

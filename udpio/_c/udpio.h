@@ -68,6 +68,7 @@ typedef struct {
     PyObject *str_check_max_datagrams;
     PyObject *str_send_slow;
     PyObject *str_send_some_slow;
+    PyObject *str_check_frames_slow;
     PyObject *str_send_many_slow;
     PyObject *str_reply_slow;
     PyObject *str_source_cmsg;
@@ -270,6 +271,7 @@ UDPIO_INTERNAL PyObject *Core_send_many(CoreObject *self, PyObject *const *args,
 UDPIO_INTERNAL PyObject *Core_reply(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
+UDPIO_INTERNAL PyObject *Core_check_frames(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
 UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
 UDPIO_INTERNAL extern const char Core_recv_batch_doc[];
