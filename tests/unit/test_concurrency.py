@@ -617,6 +617,119 @@ def test_c2_c5_a_role_taken_twice_by_one_thread_is_held_until_released_twice() -
         role.release()  # a release too many is refused, as RLock does
 
 
+def _contend(role: Any, threads: int, rounds: int, timeout: Optional[float]) -> tuple[int, int, int]:
+    # Every thread takes the role `rounds` times (blocking, or with
+    # `timeout`), and inside it checks that it is alone and adds one to a
+    # counter in two steps. Returns (counted, taken, gave up).
+    inside = [0]
+    counter = [0]
+    overlaps: list[int] = []
+    taken = [0]
+    gave_up = [0]
+    start = threading.Barrier(threads)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(rounds):
+            got = role.acquire() if timeout is None else role.acquire(True, timeout)
+            if not got:
+                gave_up[0] += 1  # the GIL makes += safe enough for a count of the losers
+                continue
+            try:
+                inside[0] += 1
+                if inside[0] != 1:
+                    overlaps.append(inside[0])
+                value = counter[0]
+                counter[0] = value + 1
+                taken[0] += 1
+                inside[0] -= 1
+            finally:
+                role.release()
+
+    # Daemons: a thread that a lost wake-up left asleep must not keep the run alive.
+    workers = [threading.Thread(target=work, name=f"contender-{i}", daemon=True) for i in range(threads)]
+    with _tiny_switch_interval():
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            join(worker)  # a waiter that slept through a release hangs here
+    assert overlaps == [], "two threads held the role at once"
+    return counter[0], taken[0], gave_up[0]
+
+
+def test_c2_c3_a_role_many_threads_wait_for_admits_one_at_a_time_and_wakes_every_waiter() -> None:
+    # The roles are taken without a lock call (natively one compare-and-swap)
+    # and only a thread that must wait sleeps: the writer role between
+    # senders, the reader role for close(). No holder may be doubled, and no
+    # waiter may sleep through the release that freed it (a lost wake-up
+    # hangs a thread: join() fails the test).
+    role = udpio.Socket._new_role()
+    counted, taken, gave_up = _contend(role, threads=4, rounds=3000, timeout=None)
+    assert (counted, taken, gave_up) == (12000, 12000, 0)
+    assert role.acquire(False), "the role was left taken"
+    role.release()
+
+
+def test_c2_s4_waiters_that_give_up_leave_no_other_waiter_asleep() -> None:
+    # Waiters with a short timeout give up while others wait without one: a
+    # wake-up a quitter took must not leave the role free and a patient
+    # waiter asleep. Everyone finishes; the counts add up.
+    role = udpio.Socket._new_role()
+    counted, taken, gave_up = _contend(role, threads=4, rounds=2000, timeout=0.0005)
+    assert counted == taken and taken + gave_up == 8000
+    patient = _contend(role, threads=3, rounds=2000, timeout=None)
+    assert patient == (6000, 6000, 0)
+
+
+def test_c3_a_waiter_is_woken_by_the_release_not_by_its_timeout() -> None:
+    # close() waits for the reader role without a timeout: the reader's
+    # release must wake it at once, and a waiter with a timeout gives up
+    # after about that long, holding nothing.
+    role = udpio.Socket._new_role()
+    assert role.acquire()
+    began = time.monotonic()
+    assert not _take_on_another_thread(role, timeout=0.2)
+    assert 0.15 <= time.monotonic() - began < HANG
+    got = threading.Event()
+    woken_after: list[float] = []
+
+    def wait() -> None:
+        assert role.acquire()
+        woken_after.append(time.monotonic() - released_at[0])
+        role.release()
+        got.set()
+
+    released_at = [0.0]
+    waiter = threading.Thread(target=wait, name="waiter", daemon=True)
+    waiter.start()
+    wait_until(lambda: not _take_on_another_thread(role, timeout=0), what="the role to stay taken")
+    # Give the waiter time to fall asleep in acquire(). Not a synchronisation:
+    # the outcome is the same whether it got there or not (a waiter that
+    # slept through the release hangs and fails join()); this only makes the
+    # wake-up path the one usually taken.
+    time.sleep(0.05)
+    released_at[0] = time.monotonic()
+    role.release()
+    assert got.wait(HANG)
+    join(waiter)
+    assert woken_after[0] < 1.0  # C4's loose bound: woken, not polled
+
+
+def _take_on_another_thread(role: Any, timeout: float) -> bool:
+    result: list[bool] = []
+
+    def take() -> None:
+        got = role.acquire(True, timeout) if timeout > 0 else role.acquire(False)
+        result.append(got)
+        if got:
+            role.release()
+
+    thread = threading.Thread(target=take, name="taker", daemon=True)
+    thread.start()
+    join(thread)
+    return result[0]
+
+
 @needs_signals
 def test_c2_c5_a_send_from_a_signal_handler_keeps_the_waiting_sends_role(tmp_path: Path) -> None:
     # The main thread's send waits for room; a signal handler on that thread

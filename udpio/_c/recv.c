@@ -647,7 +647,7 @@ receive(CoreObject *self, const char *fname, PyObject *const *args, Py_ssize_t n
     /* C1: the try-acquire is the ownership test: atomic, and it never
      * waits. The lock is not re-entrant, so a nested recv from a signal
      * handler on the reading thread is refused as well. */
-    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {
+    if (!role_try(self->reader)) {
         return recv_refused(self);
     }
     role_took(self->reader);
@@ -700,7 +700,7 @@ Core_recv_batch(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
     if (limit < 0 || (timeout != Py_None && check_timeout(self, timeout) < 0)) {
         return NULL;
     }
-    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {
+    if (!role_try(self->reader)) {
         return recv_refused(self); /* C1, as in receive() */
     }
     role_took(self->reader);

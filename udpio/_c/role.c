@@ -1,7 +1,10 @@
 /* Role: a re-entrant lock that records its owner thread, a Socket's
  * reader or writer role (the twin of threading.RLock and its _is_owned).
- * role_took, role_give and role_is_mine, which recv and send call on every
- * datagram, are in udpio.h. */
+ * role_try, role_took, role_give and role_is_mine, which recv and send call
+ * on every datagram, are in udpio.h: taking a free role is one atomic
+ * compare-and-swap, giving it one store, and only a thread that has to wait
+ * for it sleeps (role_wait, on a lock of its own), as Go's fd mutex keeps
+ * its semaphores for waiters. */
 #include "udpio.h"
 
 #include <time.h>
@@ -17,8 +20,11 @@ Role_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL) {
         return NULL;
     }
-    self->lock = PyThread_allocate_lock();
-    if (self->lock == NULL) {
+    atomic_init(&self->held, 0);
+    atomic_init(&self->waiters, 0);
+    /* `wake` starts taken, so a waiter sleeps until a give releases it. */
+    self->wake = PyThread_allocate_lock();
+    if (self->wake == NULL || !PyThread_acquire_lock(self->wake, NOWAIT_LOCK)) {
         Py_DECREF(self);
         PyErr_SetString(PyExc_MemoryError, "udpio: cannot allocate a lock");
         return NULL;
@@ -30,11 +36,9 @@ static void
 Role_dealloc(RoleObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
-    if (self->lock != NULL) {
-        if (self->count > 0) {
-            PyThread_release_lock(self->lock);
-        }
-        PyThread_free_lock(self->lock);
+    if (self->wake != NULL) {
+        PyThread_release_lock(self->wake); /* as CPython frees its own locks: released first */
+        PyThread_free_lock(self->wake);
     }
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -48,31 +52,41 @@ monotonic_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Counted among the waiters first, then try: a give that ran before the
+ * count was seen left the role free for this try; one after it releases
+ * `wake`. A wake-up only says "try again": another thread may have taken
+ * the role first, and a release meant for one waiter may wake another. */
 int
 role_wait(RoleObject *self, double timeout)
 {
     double deadline = timeout < 0 ? 0 : monotonic_seconds() + timeout;
+    int result;
+    atomic_fetch_add(&self->waiters, 1);
     for (;;) {
+        if (role_try(self)) {
+            result = 1;
+            break;
+        }
         PY_TIMEOUT_T micros = -1;
         if (timeout >= 0) {
             double left = deadline - monotonic_seconds();
-            micros = left <= 0 ? 0 : left * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX
-                                                                          : (PY_TIMEOUT_T)(left * 1e6);
+            if (left <= 0) {
+                result = 0;
+                break;
+            }
+            micros = left * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)(left * 1e6);
         }
         PyLockStatus r;
         Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock_timed(self->lock, micros, 1);
+        r = PyThread_acquire_lock_timed(self->wake, micros, 1);
         Py_END_ALLOW_THREADS
-        if (r == PY_LOCK_ACQUIRED) {
-            return 1;
-        }
-        if (r == PY_LOCK_FAILURE) {
-            return 0;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
+        if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) {
+            result = -1;
+            break;
         }
     }
+    atomic_fetch_sub(&self->waiters, 1);
+    return result;
 }
 
 static PyObject *
@@ -96,7 +110,7 @@ Role_acquire(RoleObject *self, PyObject *args, PyObject *kwds)
         self->count++;
         Py_RETURN_TRUE;
     }
-    int got = PyThread_acquire_lock(self->lock, NOWAIT_LOCK);
+    int got = role_try(self);
     if (!got && blocking) {
         got = role_wait(self, timeout);
         if (got < 0) {
@@ -117,8 +131,7 @@ Role_release(RoleObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     if (--self->count == 0) {
-        self->owner = 0;
-        PyThread_release_lock(self->lock);
+        role_give(self);
     }
     Py_RETURN_NONE;
 }

@@ -44,7 +44,7 @@ send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, P
     struct sockaddr_storage sa;
     socklen_t sa_len;
     ssize_t n = -2;
-    if (!PyThread_acquire_lock(self->writer->lock, NOWAIT_LOCK)) {
+    if (!role_try(self->writer)) {
         return -2; /* another sender: the twin waits for the role */
     }
     role_took(self->writer);

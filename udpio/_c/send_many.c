@@ -342,7 +342,7 @@ Core_send_many(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     if (timeout == Py_None && all_plain(self, batch, &table)) {
         /* A role this thread holds already (a signal handler's call inside
          * its own send) is the twin's: its role is re-entrant. */
-        took = PyThread_acquire_lock(self->writer->lock, NOWAIT_LOCK) ? 1
+        took = role_try(self->writer) ? 1
                : role_is_mine(self->writer)                           ? 0
                                                                       : role_wait(self->writer, -1);
     }

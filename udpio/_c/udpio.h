@@ -27,6 +27,7 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -91,20 +92,35 @@ UDPIO_INTERNAL extern PyType_Spec udpio_ReadBuffer_spec;
 
 /* -- Role (role.c) ---------------------------------------------------- */
 
+/* The role is taken by one compare-and-swap of `held` (C1: a true atomic
+ * ownership test, correct without the GIL), so recv and send pay no lock
+ * call; only a thread that must wait for it (close() waiting for the
+ * reader, a second sender) sleeps, on `wake`. */
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock; /* held while some thread holds the role */
-    unsigned long owner;     /* that thread's ident, 0 when free; written by the holder */
+    atomic_int held;         /* 1 while some thread holds the role: only role_try sets it */
+    atomic_int waiters;      /* threads inside role_wait: a give then releases `wake` */
+    PyThread_type_lock wake; /* a waiter sleeps on it; each give that saw a waiter releases it */
+    unsigned long owner;     /* the holder's ident, 0 when free; written by the holder */
     unsigned long count;     /* re-entrant depth; written by the holder */
 } RoleObject;
 
 UDPIO_INTERNAL extern PyType_Spec udpio_Role_spec;
 
-/* Wait for the role's lock with the GIL released (timeout < 0: forever); a
- * signal interrupts the wait so its Python handler can run (and raise),
- * then the wait resumes with what is left. Returns 1 acquired, 0 timed
- * out, -1 exception. The caller then records itself (role_took). */
+/* Wait for the role with the GIL released (timeout < 0: forever); a signal
+ * interrupts the wait so its Python handler can run (and raise), then the
+ * wait resumes with what is left. Returns 1 taken, 0 timed out, -1
+ * exception. The caller then records itself (role_took). */
 UDPIO_INTERNAL int role_wait(RoleObject *self, double timeout);
+
+/* Take the role if it is free; never waits. 1 taken, 0 held by a thread
+ * (this one included: the test itself is not re-entrant). */
+static inline int
+role_try(RoleObject *self)
+{
+    int free = 0;
+    return atomic_compare_exchange_strong(&self->held, &free, 1);
+}
 
 /* The holder records itself right after taking the lock. No Python code can
  * run on this thread in between, so a signal handler on this thread that
@@ -117,12 +133,18 @@ role_took(RoleObject *self)
     self->count = 1;
 }
 
+/* Free the role, then wake a waiter if there is one. Both are sequentially
+ * consistent: either this give sees the waiter's count, or the waiter's
+ * next role_try sees the role free, so no waiter sleeps through it. */
 static inline void
 role_give(RoleObject *self)
 {
     self->count = 0;
     self->owner = 0;
-    PyThread_release_lock(self->lock);
+    atomic_store(&self->held, 0);
+    if (atomic_load(&self->waiters) > 0) {
+        PyThread_release_lock(self->wake);
+    }
 }
 
 static inline int
