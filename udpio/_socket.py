@@ -121,6 +121,9 @@ class Socket:
 
     @staticmethod
     def _new_role() -> _Role:
+        # C1, C2: a role is a re-entrant lock whose non-blocking acquire is
+        # the atomic ownership test. (Natively, _c/role.c: the same test as
+        # one compare-and-swap, with a lock only for threads that wait.)
         return threading.RLock()
 
     @staticmethod
