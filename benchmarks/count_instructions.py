@@ -97,9 +97,6 @@ def main() -> None:
 
 
 def _per_op(op: str) -> float:
-    # Compile whatever changed first: a run that writes .pyc files would
-    # count the compiler too, and only the first of the two does.
-    subprocess.run([sys.executable, "-c", "import udpio._native, udpio._bench"], check=True)
     return (_count(op, LARGE) - _count(op, SMALL)) / (LARGE - SMALL)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import socket
 import struct
 import threading
@@ -131,6 +132,47 @@ def test_r3_frame_released_on_next_recv(ending: str) -> None:
                 rx.recv()
         with pytest.raises(ValueError, match="released"):
             bytes(frame)
+
+
+def test_r3_a_kept_result_tuple_is_never_refilled_by_the_next_recv() -> None:
+    # Natively recv fills its last tuple again when no one else holds it
+    # (no tuple made per datagram). A tuple the caller kept must stay as it
+    # was: the same address, and its frame released as R3 says, not swapped
+    # for the next datagram's.
+    with linked() as (rx, tx, dst):
+        src = tx.local_addr()
+        tx.send(b"one", dst)
+        kept = rx.recv(timeout=HANG)
+        tx.send(b"two", dst)
+        second = rx.recv(timeout=HANG)
+        assert second is not kept
+        assert kept[1] == src and len(kept) == 2
+        with pytest.raises(ValueError, match="released"):
+            bytes(kept[0])
+        assert bytes(second[0]) == b"two"
+        # Dropped results may be refilled; each call still returns its own datagram.
+        for i in range(50):
+            tx.send(b"n%d" % i, dst)
+            frame, addr = rx.recv(timeout=HANG)
+            assert (bytes(frame), addr) == (b"n%d" % i, src)
+
+
+def test_n4_no_half_made_tuple_is_visible_while_recv_waits() -> None:
+    # While recv waits (natively, its old tuple parked for reuse with its
+    # items cleared), another thread walks every object the GC tracks and
+    # reads every item of each tuple: an empty slot would crash the process.
+    with linked() as (rx, tx, dst):
+        tx.send(b"first", dst)
+        rx.recv(timeout=HANG)  # dropped at once: the next recv may park it
+        got: list[bytes] = []
+        reader, outcome = run_in_thread(lambda: got.append(bytes(rx.recv(timeout=HANG)[0])), name="reader")
+        wait_blocked(reader)
+        tuples = [o for o in gc.get_objects() if type(o) is tuple]
+        items = [item for t in tuples for item in t]  # an empty slot: a NULL dereferenced
+        assert len(items) == sum(len(t) for t in tuples)
+        tx.send(b"second", dst)
+        join(reader)
+        assert outcome.error is None and got == [b"second"]
 
 
 def test_r3_frame_stays_valid_until_next_recv() -> None:

@@ -61,6 +61,7 @@ Core_traverse(CoreObject *self, visitproc visit, void *arg)
         Py_VISIT(self->slots[i]);
     }
     Py_VISIT(self->frame);
+    Py_VISIT(self->spare);
     Py_VISIT(self->batch);
     for (int i = 0; i < SOURCE_CACHE; i++) {
         Py_VISIT(self->srcs[i].tuple);
@@ -82,6 +83,7 @@ Core_clear(CoreObject *self)
         Py_CLEAR(self->slots[i]);
     }
     Py_CLEAR(self->frame);
+    Py_CLEAR(self->spare);
     Py_CLEAR(self->batch);
     for (int i = 0; i < SOURCE_CACHE; i++) {
         Py_CLEAR(self->srcs[i].tuple);

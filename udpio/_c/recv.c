@@ -183,6 +183,30 @@ release_view(CoreObject *self, PyObject *frame)
     return 0;
 }
 
+/* P1: the tuple recv returned last is parked for the next recv to fill
+ * again, as zip() reuses its result tuple, when nothing but this Socket
+ * holds it; one the caller kept is left to the caller. Its items go now, so
+ * that the frame's reference count says whether the caller still holds the
+ * frame itself (release_view, R3). */
+static void
+park_spare(CoreObject *self)
+{
+    PyObject *spare = self->spare;
+    if (spare == NULL || !PyObject_GC_IsTracked(spare)) {
+        return; /* none, or parked already */
+    }
+    if (Py_REFCNT(spare) > 1) {
+        Py_CLEAR(self->spare);
+        return;
+    }
+    PyObject_GC_UnTrack(spare);
+    for (Py_ssize_t i = 0; i < 2; i++) {
+        PyObject *item = PyTuple_GET_ITEM(spare, i);
+        PyTuple_SET_ITEM(spare, i, NULL);
+        Py_XDECREF(item);
+    }
+}
+
 static int
 release_frame(CoreObject *self)
 {
@@ -375,21 +399,21 @@ hand_out(CoreObject *self, int datagram)
     if (q->segment > 0 && length > q->segment) {
         length = q->segment;
     }
-    PyObject *result = PyTuple_New(datagram ? 5 : 2);
+    /* recv's tuple: the parked one if there is one (park_spare) */
+    int reuse = !datagram && self->spare != NULL && !PyObject_GC_IsTracked(self->spare);
+    PyObject *result = reuse ? Py_NewRef(self->spare) : PyTuple_New(datagram ? 5 : 2);
     if (result == NULL) {
         return NULL;
     }
     PyObject *addr = source_address(self, &q->src, q->src_len);
     if (addr == NULL) {
-        Py_DECREF(result);
-        return NULL;
+        goto failed;
     }
     PyTuple_SET_ITEM(result, 1, addr);
     if (datagram) {
         PyObject *dst, *ifindex, *tos;
         if (arrival_of(self, q, &dst, &ifindex, &tos) < 0) {
-            Py_DECREF(result);
-            return NULL;
+            goto failed;
         }
         PyTuple_SET_ITEM(result, 2, dst);
         PyTuple_SET_ITEM(result, 3, ifindex);
@@ -400,12 +424,17 @@ hand_out(CoreObject *self, int datagram)
     buf->length = length;
     PyObject *frame = PyMemoryView_FromObject((PyObject *)buf);
     if (frame == NULL) {
-        Py_DECREF(result);
-        return NULL;
+        goto failed;
     }
     PyTuple_SET_ITEM(result, 0, frame);
     if (datagram && (result = make_datagram(self, result)) == NULL) {
         return NULL; /* the frame went with it, never handed out: nothing to release */
+    }
+    if (reuse) {
+        PyObject_GC_Track(result); /* whole again: the caller may see it */
+    }
+    else if (!datagram && self->spare == NULL) {
+        self->spare = Py_NewRef(result);
     }
     self->received++;
     self->current = q->slot;
@@ -417,6 +446,13 @@ hand_out(CoreObject *self, int datagram)
     }
     self->frame = Py_NewRef(frame);
     return result;
+
+failed: /* a tuple made here dies with what it holds; a parked one dies too */
+    Py_DECREF(result);
+    if (reuse) {
+        Py_CLEAR(self->spare);
+    }
+    return NULL;
 }
 
 /* The deadline for the wait, on the pure backend's clock (R7). */
@@ -487,6 +523,7 @@ read_or_wait(CoreObject *self, PyObject *timeout, int want)
 static int
 release_last(CoreObject *self)
 {
+    park_spare(self);
     if (release_frame(self) < 0 || release_batch(self) < 0) {
         return -1;
     }

@@ -246,6 +246,11 @@ typedef struct {
      * datagrams; the next receive call raises it (0: none). */
     int pending_err;
     PyObject *frame;
+    /* P1: the (frame, src) tuple recv returned last. The next receive call
+     * parks it if nothing else holds it (items NULL, untracked by the GC,
+     * so no one can see it half-made) and recv fills it again instead of
+     * making a new one. Owned by the reader role. */
+    PyObject *spare;
     PyObject *batch; /* K1: a list of the frames the last recv_batch handed out, or NULL */
     /* The tuples of the last few source addresses (a server's few busy
      * peers, one peer's stream), so that a steady peer costs no str and
