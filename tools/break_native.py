@@ -27,8 +27,33 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (0) {\n        PyObject *r = PyObject_Vectorcall",
     ),
     "C1 ownership test ignored": (
-        "    if (!PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK)) {\n        return recv_refused(self);\n    }",
-        "    (void)PyThread_acquire_lock(self->reader->lock, NOWAIT_LOCK);",
+        "    if (!role_try(self->reader)) {\n        return recv_refused(self);\n    }",
+        "    (void)role_try(self->reader);",
+    ),
+    "C3 a give wakes no waiter": (
+        "    if (atomic_load(&self->waiters) > 0) {\n        PyThread_release_lock(self->wake);",
+        "    if (0) {\n        PyThread_release_lock(self->wake);",
+    ),
+    "C2 a woken waiter takes the role without testing it": (
+        "        if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) {",
+        "        if (r == PY_LOCK_ACQUIRED) {\n            atomic_store(&self->held, 1);\n            result = 1;\n"
+        "            break;\n        }\n        if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) {",
+    ),
+    "P1 a tuple the caller kept is refilled": (
+        "    if (Py_REFCNT(spare) > 1) {\n        Py_CLEAR(self->spare);",
+        "    if (0) {\n        Py_CLEAR(self->spare);",
+    ),
+    "N4 a parked tuple stays visible to the GC": (
+        "    PyObject_GC_UnTrack(spare);",
+        "    (void)spare;",
+    ),
+    "B3 a frame over the limit passes the C check": (
+        "        if (size > largest) {\n            return 0;\n        }\n    }\n    return 1;",
+        "        if (size > largest + 1) {\n            return 0;\n        }\n    }\n    return 1;",
+    ),
+    "B3 a non-contiguous frame passes the C check": (
+        "            if (PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) < 0) {",
+        "            if (PyObject_GetBuffer(item, &view, PyBUF_STRIDED_RO) < 0) {",
     ),
     "C3 recv after close uses the descriptor": (
         "    if (self->closed) { /* R5: the reader's next recv after close() */",
