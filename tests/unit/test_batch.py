@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import signal
 import socket
+import sys
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -74,6 +75,25 @@ def test_b3_a_bad_frame_anywhere_fails_before_anything_is_sent(bad: object, mess
         with pytest.raises(TimeoutError):
             rx.recv(timeout=0.05)  # nothing went out
         assert tx.send_batch([b"ok"], dst) == 1  # the Socket stays usable
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is 3.12+")
+def test_b3_a_frame_that_empties_its_batch_while_checked_crashes_nothing() -> None:
+    # Natively the frames are checked in C; asking a frame for its buffer
+    # may run Python code that changes the very list being walked. The
+    # check must read the list's length again, never past its end.
+    batch: list[object] = []
+
+    class Emptier:
+        def __buffer__(self, flags: int) -> memoryview:
+            batch.clear()
+            return memoryview(b"gone")
+
+    batch += [b"a", Emptier(), b"c", b"d"]
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        assert tx.send_batch(batch, dst) == 0  # type: ignore[arg-type]  # the batch is empty by then
+        assert tx.send_batch([b"ok"], dst) == 1  # the Socket stays usable
+        assert bytes(rx.recv(timeout=HANG)[0]) == b"ok"
 
 
 def test_b3_a_bad_destination_names_it_and_sends_nothing() -> None:
