@@ -27,7 +27,7 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (0) {\n        PyObject *r = PyObject_Vectorcall",
     ),
     "C1 ownership test ignored": (
-        "    if (!role_try(self->reader)) {\n        return recv_refused(self);\n    }",
+        "    if (!role_try(self->reader)) {\n        recv_refused(self);\n        return -1;\n    }",
         "    (void)role_try(self->reader);",
     ),
     "C3 a give wakes no waiter": (
@@ -63,17 +63,10 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (!self->closed && destination(self, dst, &sa, &sa_len) &&",
         "    if (destination(self, dst, &sa, &sa_len) &&",
     ),
-    "C5 no release on exit": (
+    "C5 K1 no release on exit from a receive call": (
         "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);\n    }\n"
-        "    role_give(self->reader);\n    return result;\n}\n\n/* A positive int",
-        "    if (0) {\n        result = release_on_exit(self, result);\n    }\n"
-        "    role_give(self->reader);\n    return result;\n}\n\n/* A positive int",
-    ),
-    "K1 C5 no release on exit from recv_batch": (
-        "    if (self->recv_exit_releases) {\n        result = release_on_exit(self, result);\n    }\n"
-        "    role_give(self->reader);\n    return result;\n}\n\nPyObject *\nCore_recv(",
-        "    if (0) {\n        result = release_on_exit(self, result);\n    }\n"
-        "    role_give(self->reader);\n    return result;\n}\n\nPyObject *\nCore_recv(",
+        "    role_give(self->reader);",
+        "    if (0) {\n        result = release_on_exit(self, result);\n    }\n    role_give(self->reader);",
     ),
     "K1 a batch's frames not released": (
         "        failed = release_view(self, PyList_GET_ITEM(batch, i)) < 0;",

@@ -668,6 +668,39 @@ recv_refused(CoreObject *self)
     return NULL;
 }
 
+/* C1: take the reader role for a receive call; the try is the ownership
+ * test: atomic, and it never waits. It is not re-entrant, so a nested
+ * receive call from a signal handler on the reading thread is refused as
+ * well. `arrivals`: the call reports where datagrams went (M1), so every
+ * batch from now on asks for their control data. Returns 0, or -1 with
+ * the refusal raised. */
+static inline int
+take_reader(CoreObject *self, int arrivals)
+{
+    if (!role_try(self->reader)) {
+        recv_refused(self);
+        return -1;
+    }
+    role_took(self->reader);
+    if (arrivals) {
+        self->arrivals = 1;
+    }
+    return 0;
+}
+
+/* Give the reader role back after a receive call and return its result.
+ * C5: a close() on this thread interrupted the call, so the descriptors go
+ * as it unwinds. */
+static inline PyObject *
+give_reader(CoreObject *self, PyObject *result)
+{
+    if (self->recv_exit_releases) {
+        result = release_on_exit(self, result);
+    }
+    role_give(self->reader);
+    return result;
+}
+
 /* recv and recv_datagram: one reader role, one queue, one frame (M1). */
 static inline PyObject *
 receive(CoreObject *self, const char *fname, PyObject *const *args, Py_ssize_t nargs,
@@ -682,22 +715,10 @@ receive(CoreObject *self, const char *fname, PyObject *const *args, Py_ssize_t n
     if (not_initialised(self) || (timeout != Py_None && check_timeout(self, timeout) < 0)) {
         return NULL;
     }
-    /* C1: the try-acquire is the ownership test: atomic, and it never
-     * waits. The lock is not re-entrant, so a nested recv from a signal
-     * handler on the reading thread is refused as well. */
-    if (!role_try(self->reader)) {
-        return recv_refused(self);
+    if (take_reader(self, datagram) < 0) {
+        return NULL;
     }
-    role_took(self->reader);
-    if (datagram) {
-        self->arrivals = 1;
-    }
-    PyObject *result = recv_as_reader(self, timeout, datagram);
-    if (self->recv_exit_releases) {
-        result = release_on_exit(self, result);
-    }
-    role_give(self->reader);
-    return result;
+    return give_reader(self, recv_as_reader(self, timeout, datagram));
 }
 
 /* A positive int passes here; anything else goes to the Python twin's
@@ -738,17 +759,10 @@ Core_recv_batch(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObj
     if (limit < 0 || (timeout != Py_None && check_timeout(self, timeout) < 0)) {
         return NULL;
     }
-    if (!role_try(self->reader)) {
-        return recv_refused(self); /* C1, as in receive() */
+    if (take_reader(self, 1) < 0) {
+        return NULL;
     }
-    role_took(self->reader);
-    self->arrivals = 1;
-    PyObject *result = batch_as_reader(self, timeout, limit);
-    if (self->recv_exit_releases) {
-        result = release_on_exit(self, result);
-    }
-    role_give(self->reader);
-    return result;
+    return give_reader(self, batch_as_reader(self, timeout, limit));
 }
 
 PyObject *
