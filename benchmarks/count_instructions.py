@@ -10,6 +10,11 @@ is what one operation costs, start-up and warm-up cancelled out (for
 ``recv``, less the plain ``sendto`` that queued its datagram). Used to
 show that a change to the C code (a split into files, a new option)
 leaves the hot path where it was: compare the figures before and after.
+
+Build both trees the same way, with setuptools' own flags: a ``CFLAGS``
+in the environment replaces its ``-O2`` (``CFLAGS="-Wall -Wextra"`` alone
+gives an unoptimised build, seen here as 2,941 instructions per ``recv``
+for 1,811 optimised).
 """
 
 from __future__ import annotations
