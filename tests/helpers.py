@@ -240,3 +240,43 @@ def send_joined(sender: socket.socket, payloads: list[bytes], dst: udpio.Address
 def gro_is_on(sock: udpio.Socket) -> bool:
     """Whether the kernel may join datagrams for ``sock`` (its UDP_GRO option)."""
     return bool(sock.conn().getsockopt(socket.IPPROTO_UDP, UDP_GRO))
+
+
+@contextmanager
+def facing_a_peer() -> Iterator[tuple[udpio.Socket, socket.socket]]:
+    """A udpio Socket adopted from a socket connected to a plain peer, and the peer.
+
+    Close the peer, then ``refuse(sock, peer_addr)``: the kernel answers
+    with port unreachable, which the Socket's next reads report as
+    ``ConnectionRefusedError`` (R8).
+    """
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        conn.bind(("127.0.0.1", 0))
+        conn.connect(peer.getsockname())
+    except BaseException:
+        peer.close()
+        conn.close()
+        raise
+    with peer, udpio.wrap_conn(conn) as sock:
+        yield sock, peer
+
+
+def refuse(sock: udpio.Socket, peer_addr: tuple[str, int]) -> None:
+    """Send to the closed peer: the kernel queues an ICMP error for ``sock``."""
+    sock.send(b"to a closed port", peer_addr)
+
+
+def drain_counting_refusals(receive: Callable[[], list[bytes]]) -> tuple[list[bytes], int]:
+    """Call ``receive`` until it times out; what it returned, and how many times it was refused."""
+    got: list[bytes] = []
+    refused = 0
+    while True:
+        try:
+            got += receive()
+        except ConnectionRefusedError:
+            refused += 1
+        except TimeoutError:
+            return got, refused

@@ -17,7 +17,18 @@ from typing import Optional
 import pytest
 
 import udpio
-from tests.helpers import HANG, full_send_buffer, has_ipv6, join, numbered, run_in_thread, wait_blocked
+from tests.helpers import (
+    HANG,
+    drain_counting_refusals,
+    facing_a_peer,
+    full_send_buffer,
+    has_ipv6,
+    join,
+    numbered,
+    refuse,
+    run_in_thread,
+    wait_blocked,
+)
 
 RCVBUF = 8 << 20
 
@@ -193,26 +204,13 @@ def test_b1_r8_a_kernel_error_in_a_burst_costs_no_datagram() -> None:
     # Three datagrams queued, then an ICMP error: a plain recvfrom reports
     # the error first; a batch may report it after the datagrams it took.
     # Either way every datagram comes out, in order, and the error once.
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer_addr = peer.getsockname()
-    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    conn.bind(("127.0.0.1", 0))
-    conn.connect(peer_addr)
-    with udpio.wrap_conn(conn) as sock:
+    with facing_a_peer() as (sock, peer):
+        peer_addr = peer.getsockname()
         for seq in range(3):
-            peer.sendto(numbered(seq, 16), conn.getsockname())
+            peer.sendto(numbered(seq, 16), sock.conn().getsockname())
         peer.close()
-        sock.send(b"to a closed port", peer_addr)  # the kernel answers with port unreachable
-        got: list[bytes] = []
-        refused = 0
-        while True:
-            try:
-                got.append(bytes(sock.recv(timeout=0.2)[0]))
-            except ConnectionRefusedError:
-                refused += 1
-            except TimeoutError:
-                break
+        refuse(sock, peer_addr)
+        got, refused = drain_counting_refusals(lambda: [bytes(sock.recv(timeout=0.2)[0])])
         assert got == [numbered(seq, 16) for seq in range(3)]
         assert refused == 1
 

@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 import udpio
-from tests.helpers import HANG, join, numbered, run_in_thread, wait_blocked
+from tests.helpers import (
+    HANG,
+    drain_counting_refusals,
+    facing_a_peer,
+    join,
+    numbered,
+    refuse,
+    run_in_thread,
+    wait_blocked,
+)
 from udpio._messages import largest_payload
 
 RCVBUF = 8 << 20
@@ -218,26 +227,13 @@ def test_k1_b1_a_kernel_error_in_a_burst_costs_no_datagram() -> None:
     # As test_batch's for recv: three queued, then an ICMP error. A batch
     # that meets the error after taking datagrams returns them and the next
     # call raises it: every datagram once, in order, the error once.
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer_addr = peer.getsockname()
-    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    conn.bind(("127.0.0.1", 0))
-    conn.connect(peer_addr)
-    with udpio.wrap_conn(conn) as sock:
+    with facing_a_peer() as (sock, peer):
+        peer_addr = peer.getsockname()
         for seq in range(3):
-            peer.sendto(numbered(seq, 16), conn.getsockname())
+            peer.sendto(numbered(seq, 16), sock.conn().getsockname())
         peer.close()
-        sock.send(b"to a closed port", peer_addr)
-        got: list[bytes] = []
-        refused = 0
-        while True:
-            try:
-                got += [bytes(d.frame) for d in sock.recv_batch(timeout=0.2)]
-            except ConnectionRefusedError:
-                refused += 1
-            except TimeoutError:
-                break
+        refuse(sock, peer_addr)
+        got, refused = drain_counting_refusals(lambda: [bytes(d.frame) for d in sock.recv_batch(timeout=0.2)])
         assert got == [numbered(seq, 16) for seq in range(3)]
         assert refused == 1
 
@@ -248,26 +244,17 @@ def test_k1_b1_an_error_after_the_datagrams_a_batch_took_comes_with_the_next_cal
     # error when it asks the kernel for more, and must not lose it: the
     # next call raises it. (The pure Socket, which has no queue, raises it
     # first.) Either way: every datagram once, in order, the error once.
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer_addr = peer.getsockname()
-    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    conn.bind(("127.0.0.1", 0))
-    conn.connect(peer_addr)
-    with udpio.wrap_conn(conn) as sock:
+    with facing_a_peer() as (sock, peer):
+        peer_addr = peer.getsockname()
         for seq in range(10):
-            peer.sendto(numbered(seq, 16), conn.getsockname())
+            peer.sendto(numbered(seq, 16), sock.conn().getsockname())
         got = [bytes(sock.recv(timeout=HANG)[0]) for _ in range(4)]  # natively: batches of 1, 2, 4
         peer.close()
-        sock.send(b"to a closed port", peer_addr)  # the kernel answers with port unreachable
-        refused = 0
-        while True:
-            try:
-                got += [bytes(d.frame) for d in sock.recv_batch(timeout=0.2)]
-            except ConnectionRefusedError:
-                refused += 1
-            except TimeoutError:
-                break
+        refuse(sock, peer_addr)
+        rest, refused = drain_counting_refusals(
+            lambda: [bytes(d.frame) for d in sock.recv_batch(timeout=0.2)]
+        )
+        got += rest
         assert got == [numbered(seq, 16) for seq in range(10)]
         assert refused == 1
 
