@@ -8,12 +8,15 @@ test sleeps to synchronise.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import udpio
@@ -280,3 +283,25 @@ def drain_counting_refusals(receive: Callable[[], list[bytes]]) -> tuple[list[by
             refused += 1
         except TimeoutError:
             return got, refused
+
+
+def build_shim(folder: Path, source: str) -> Path:
+    """Compile ``source`` (C) into a shared object to preload into a child; skip without a compiler."""
+    import pytest
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the preloaded shim")
+    (folder / "shim.c").write_text(source)
+    library = folder / "shim.so"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(folder / "shim.c"), "-ldl"],
+        check=True,
+        timeout=120,
+    )
+    return library
+
+
+def preloading(env: dict[str, str], shim: Path) -> dict[str, str]:
+    """``env`` with ``shim`` preloaded after what is preloaded already (ASan's runtime stays first)."""
+    return {**env, "LD_PRELOAD": " ".join(filter(None, [env.get("LD_PRELOAD", ""), str(shim)]))}

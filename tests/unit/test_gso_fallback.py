@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG
+from tests.helpers import HANG, build_shim, preloading
 from tests.unit.test_cli import PACKAGE_ROOT, _env
 
 _SHIM = r"""
@@ -90,24 +89,11 @@ print(json.dumps(steps))
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler to build the fault-injection shim")
-    folder = tmp_path_factory.mktemp("shim")
-    (folder / "shim.c").write_text(_SHIM)
-    library = folder / "shim.so"
-    subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O1", "-o", str(library), str(folder / "shim.c"), "-ldl"],
-        check=True,
-        timeout=120,
-    )
-    return library
+    return build_shim(tmp_path_factory.mktemp("shim"), _SHIM)
 
 
 def _run(shim: Path, refused_errno: int, times: int) -> list[dict[str, object]]:
-    env = _env()
-    # After whatever is preloaded already (the sanitizer's runtime must stay first).
-    env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD", ""), str(shim)]))
+    env = preloading(_env(), shim)
     env["UDPIO_FAIL_GSO_ERRNO"] = str(refused_errno)
     env["UDPIO_FAIL_GSO_TIMES"] = str(times)
     result = subprocess.run(

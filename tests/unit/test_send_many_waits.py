@@ -12,14 +12,13 @@ stopped: every datagram once, in order, ``send_many`` returning them all.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG
+from tests.helpers import HANG, build_shim, preloading
 from tests.unit.test_cli import PACKAGE_ROOT, _env
 
 _SHIM = r"""
@@ -95,18 +94,11 @@ with udpio.listen("127.0.0.1:0") as tx:
 
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None:
-        pytest.skip("needs gcc to build the send shim")
-    folder = tmp_path_factory.mktemp("shim")
-    (folder / "shim.c").write_text(_SHIM)
-    lib = folder / "shim.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(folder / "shim.c"), "-ldl"], check=True)
-    return lib
+    return build_shim(tmp_path_factory.mktemp("shim"), _SHIM)
 
 
 def test_k2_s4_a_full_buffer_part_way_waits_and_sends_the_rest_in_order(shim: Path, backend: str) -> None:
-    env = dict(_env(), UDPIO_EAGAIN_AFTER="70")
-    env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD", ""), str(shim)]))  # after ASan's, if any
+    env = dict(preloading(_env(), shim), UDPIO_EAGAIN_AFTER="70")
     result = subprocess.run(
         [sys.executable, "-c", _CHILD],
         capture_output=True,
