@@ -156,12 +156,9 @@ ipv4_can_be_source(uint32_t ip)
 static int
 reply_needs_source(CoreObject *self, const struct sockaddr_storage *sa)
 {
-    const struct sockaddr_storage *bound = self->local_port > 0 ? &self->bound : NULL;
     if (sa->ss_family == AF_INET) {
         const struct sockaddr_in *a = (const void *)sa;
-        return ipv4_can_be_source(a->sin_addr.s_addr) &&
-               !(bound != NULL && bound->ss_family == AF_INET &&
-                 ((const struct sockaddr_in *)bound)->sin_addr.s_addr == a->sin_addr.s_addr);
+        return ipv4_can_be_source(a->sin_addr.s_addr) && !bound_to_ipv4(self, a->sin_addr.s_addr);
     }
     const struct sockaddr_in6 *a = (const void *)sa;
     if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
@@ -174,9 +171,7 @@ reply_needs_source(CoreObject *self, const struct sockaddr_storage *sa)
     else if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) || IN6_IS_ADDR_MULTICAST(&a->sin6_addr)) {
         return 0;
     }
-    return !(bound != NULL && bound->ss_family == AF_INET6 &&
-             memcmp(&((const struct sockaddr_in6 *)bound)->sin6_addr, &a->sin6_addr,
-                    sizeof(a->sin6_addr)) == 0);
+    return !bound_to_ipv6(self, &a->sin6_addr);
 }
 
 /* What the kernel says when told to send from an address it will not send

@@ -21,28 +21,20 @@ struct sources {
     char bound[SOURCES];
 };
 
-/* Whether `from` names the address the Socket is bound to (known once a
- * receive call made a Datagram.dst; the reader writes it once, under the
- * GIL). in_pktinfo carries it as ipi_spec_dst, in6_pktinfo as ipi6_addr. */
+/* Whether `from` names the address the Socket is bound to (bound_to_*):
+ * in_pktinfo carries it as ipi_spec_dst, in6_pktinfo as ipi6_addr. */
 static int
 is_bound_address(CoreObject *self, const struct source *from)
 {
-    if (self->local_port <= 0) {
-        return 0;
-    }
-    if (self->bound.ss_family == AF_INET && from->level == IPPROTO_IP &&
-        from->len == sizeof(struct in_pktinfo)) {
+    if (from->level == IPPROTO_IP && from->len == sizeof(struct in_pktinfo)) {
         struct in_pktinfo info;
         memcpy(&info, from->data, sizeof(info));
-        uint32_t bound = ((struct sockaddr_in *)&self->bound)->sin_addr.s_addr;
-        return bound != INADDR_ANY && info.ipi_spec_dst.s_addr == bound;
+        return bound_to_ipv4(self, info.ipi_spec_dst.s_addr);
     }
-    if (self->bound.ss_family == AF_INET6 && from->level == IPPROTO_IPV6 &&
-        from->len == sizeof(struct in6_pktinfo)) {
+    if (from->level == IPPROTO_IPV6 && from->len == sizeof(struct in6_pktinfo)) {
         struct in6_pktinfo info;
-        const struct in6_addr *bound = &((struct sockaddr_in6 *)&self->bound)->sin6_addr;
         memcpy(&info, from->data, sizeof(info));
-        return !IN6_IS_ADDR_UNSPECIFIED(bound) && memcmp(&info.ipi6_addr, bound, sizeof(*bound)) == 0;
+        return bound_to_ipv6(self, &info.ipi6_addr);
     }
     return 0;
 }

@@ -282,6 +282,25 @@ typedef struct {
     Py_ssize_t gso_refused_size;
 } CoreObject;
 
+/* Whether the Socket is bound to exactly this address (never to a
+ * wildcard): a datagram that must leave from it needs no pktinfo, since
+ * the kernel sends from there anyway (reply, send_many). Known once a
+ * receive call made a Datagram.dst; the reader writes it once, under the
+ * GIL. Addresses in network byte order. */
+static inline int
+bound_to_ipv4(const CoreObject *self, uint32_t addr)
+{
+    return self->local_port > 0 && self->bound.ss_family == AF_INET && addr != INADDR_ANY &&
+           ((const struct sockaddr_in *)&self->bound)->sin_addr.s_addr == addr;
+}
+
+static inline int
+bound_to_ipv6(const CoreObject *self, const struct in6_addr *addr)
+{
+    return self->local_port > 0 && self->bound.ss_family == AF_INET6 && !IN6_IS_ADDR_UNSPECIFIED(addr) &&
+           memcmp(&((const struct sockaddr_in6 *)&self->bound)->sin6_addr, addr, sizeof(*addr)) == 0;
+}
+
 UDPIO_INTERNAL extern PyType_Spec udpio_Core_spec;
 
 /* The methods core.c's table names; each lives with its job. */
