@@ -47,6 +47,14 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    PyObject_GC_UnTrack(spare);",
         "    (void)spare;",
     ),
+    "M2 P9 a pktinfo sent from the bound IPv4 address": (
+        "    return self->local_port > 0 && self->bound.ss_family == AF_INET && addr != INADDR_ANY &&",
+        "    return 0 && self->bound.ss_family == AF_INET && addr != INADDR_ANY &&",
+    ),
+    "M2 P9 a pktinfo sent from the bound IPv6 address": (
+        "    return self->local_port > 0 && self->bound.ss_family == AF_INET6 && !IN6_IS_ADDR_UNSPECIFIED(addr) &&",
+        "    return 0 && self->bound.ss_family == AF_INET6 && !IN6_IS_ADDR_UNSPECIFIED(addr) &&",
+    ),
     "B3 a frame over the limit passes the C check": (
         "        if (size > largest) {\n            return 0;\n        }\n    }\n    return 1;",
         "        if (size > largest + 1) {\n            return 0;\n        }\n    }\n    return 1;",
