@@ -296,9 +296,7 @@ class Socket:
         """
         if timeout is not None:
             _check_timeout(timeout)
-        reader = self._reader
-        if self._reader_is_me() or not reader.acquire(False):
-            raise self._recv_refused()  # C1, as in recv
+        self._take_reader()
         try:
             buf = self._read_buffer()
             recvmsg_into = self._sock.recvmsg_into
@@ -313,9 +311,21 @@ class Socket:
             self._received += 1
             return Datagram(frame, src, dst, ifindex, tos)
         finally:
-            if self._recv_exit_releases:
-                self._release()
-            reader.release()
+            self._give_reader()
+
+    def _take_reader(self) -> None:
+        # C1, as in recv (which does this inlined, for P1): the ownership
+        # test is the non-blocking acquire itself; _reader_is_me refuses a
+        # nested call from a signal handler on the reading thread.
+        if self._reader_is_me() or not self._reader.acquire(False):
+            raise self._recv_refused()
+
+    def _give_reader(self) -> None:
+        # The way out of every receive call that took the role; C5: a
+        # close() on this thread interrupted it, so the descriptors go now.
+        if self._recv_exit_releases:
+            self._release()
+        self._reader.release()
 
     def _read_buffer(self) -> bytearray:
         # What recv_datagram does first, holding the reader role: the steps
@@ -370,9 +380,7 @@ class Socket:
         _check_max_datagrams(max_datagrams)
         if timeout is not None:
             _check_timeout(timeout)
-        reader = self._reader
-        if self._reader_is_me() or not reader.acquire(False):
-            raise self._recv_refused()  # C1, as in recv
+        self._take_reader()
         try:
             self._release_last()
             batch = self._batch = []
@@ -380,9 +388,7 @@ class Socket:
             self._received += len(datagrams)
             return datagrams
         finally:
-            if self._recv_exit_releases:
-                self._release()
-            reader.release()
+            self._give_reader()
 
     def _release_batch(self) -> None:
         # K1: the next receive call releases every frame of the last batch
