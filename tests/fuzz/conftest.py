@@ -3,6 +3,10 @@
 * ``dev`` (default): quick, for the edit-test loop.
 * ``ci``: many more examples, no deadline (the CI machine is shared and
   noisy), and the reproduction blob printed with every failure.
+* ``ci-matrix``: as ``ci`` with a fifth of the examples, for the
+  interpreters other than the default one in CI (tox.ini), which runs the
+  thorough profile once per backend and keeps the whole run under 20
+  minutes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ settings.register_profile(
 )
 settings.register_profile(
     "ci", max_examples=500, deadline=None, suppress_health_check=_SLOW_IS_FINE, print_blob=True
+)
+settings.register_profile(
+    "ci-matrix", max_examples=100, deadline=None, suppress_health_check=_SLOW_IS_FINE, print_blob=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
