@@ -35,9 +35,12 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (0) {\n        PyThread_release_lock(self->wake);",
     ),
     "C2 a woken waiter takes the role without testing it": (
-        "        if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) {",
-        "        if (r == PY_LOCK_ACQUIRED) {\n            atomic_store(&self->held, 1);\n            result = 1;\n"
-        "            break;\n        }\n        if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) {",
+        "        if (PyThread_acquire_lock_timed(self->wake, micros, 1) == PY_LOCK_INTR) {\n"
+        "            return PY_LOCK_INTR;\n        }",
+        "        PyLockStatus got = PyThread_acquire_lock_timed(self->wake, micros, 1);\n"
+        "        if (got == PY_LOCK_ACQUIRED) {\n            atomic_store(&self->held, 1);\n"
+        "            return PY_LOCK_ACQUIRED;\n        }\n"
+        "        if (got == PY_LOCK_INTR) {\n            return PY_LOCK_INTR;\n        }",
     ),
     "P1 a tuple the caller kept is refilled": (
         "    if (Py_REFCNT(spare) > 1) {\n        Py_CLEAR(self->spare);",

@@ -52,10 +52,35 @@ monotonic_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Without the GIL: try for the role, sleep on `wake`, try again, until the
+ * role is taken (PY_LOCK_ACQUIRED), the deadline passes (PY_LOCK_FAILURE)
+ * or a signal interrupts the sleep (PY_LOCK_INTR). A wake-up only says
+ * "try again": another thread may have taken the role first, and a release
+ * meant for one waiter may wake another; neither costs the GIL. */
+static PyLockStatus
+sleep_for_role(RoleObject *self, double timeout, double deadline)
+{
+    for (;;) {
+        if (role_try(self)) {
+            return PY_LOCK_ACQUIRED;
+        }
+        PY_TIMEOUT_T micros = -1;
+        if (timeout >= 0) {
+            double left = deadline - monotonic_seconds();
+            if (left <= 0) {
+                return PY_LOCK_FAILURE;
+            }
+            micros = left * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)(left * 1e6);
+        }
+        if (PyThread_acquire_lock_timed(self->wake, micros, 1) == PY_LOCK_INTR) {
+            return PY_LOCK_INTR;
+        }
+    }
+}
+
 /* Counted among the waiters first, then try: a give that ran before the
- * count was seen left the role free for this try; one after it releases
- * `wake`. A wake-up only says "try again": another thread may have taken
- * the role first, and a release meant for one waiter may wake another. */
+ * count was seen left the role free for the first try; one after it
+ * releases `wake`. Signal handlers run between sleeps, with the GIL (C6). */
 int
 role_wait(RoleObject *self, double timeout)
 {
@@ -63,24 +88,15 @@ role_wait(RoleObject *self, double timeout)
     int result;
     atomic_fetch_add(&self->waiters, 1);
     for (;;) {
-        if (role_try(self)) {
-            result = 1;
-            break;
-        }
-        PY_TIMEOUT_T micros = -1;
-        if (timeout >= 0) {
-            double left = deadline - monotonic_seconds();
-            if (left <= 0) {
-                result = 0;
-                break;
-            }
-            micros = left * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)(left * 1e6);
-        }
         PyLockStatus r;
         Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock_timed(self->wake, micros, 1);
+        r = sleep_for_role(self, timeout, deadline);
         Py_END_ALLOW_THREADS
-        if (r == PY_LOCK_INTR && PyErr_CheckSignals() < 0) {
+        if (r != PY_LOCK_INTR) {
+            result = r == PY_LOCK_ACQUIRED;
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
             result = -1;
             break;
         }
