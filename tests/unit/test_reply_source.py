@@ -102,7 +102,10 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_shim(tmp_path_factory.mktemp("shim"), _SHIM)
 
 
-def _answers(shim: Path, bind: str, server_host: str) -> dict[str, object]:
+def _answers(shim: Path, backend: str, bind: str, server_host: str) -> dict[str, object]:
+    """Run the child; check that both answers reached the connected client; return what it counted."""
+    if ":" in server_host and not has_ipv6():
+        pytest.skip("no IPv6 loopback here")
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, bind, server_host],
         capture_output=True,
@@ -113,22 +116,17 @@ def _answers(shim: Path, bind: str, server_host: str) -> dict[str, object]:
     )
     assert result.returncode == 0, result.stderr
     out: dict[str, object] = json.loads(result.stdout)
-    return out
-
-
-@pytest.mark.parametrize(
-    ("bind", "server_host", "family"),
-    [("127.0.0.1:0", "127.0.0.1", "ipv4"), ("[::1]:0", "::1", "ipv6")],
-)
-def test_m2_an_answer_from_the_bound_address_carries_no_pktinfo(
-    shim: Path, backend: str, bind: str, server_host: str, family: str
-) -> None:
-    if family == "ipv6" and not has_ipv6():
-        pytest.skip("no IPv6 loopback here")
-    out = _answers(shim, bind, server_host)
     assert out["backend"] == backend
     # The answer still comes from where the client wrote to (its connected socket took it).
     assert out["reply answered"] == out["send_many answered"] == "answer"
+    return out
+
+
+@pytest.mark.parametrize(("bind", "server_host"), [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "::1")])
+def test_m2_an_answer_from_the_bound_address_carries_no_pktinfo(
+    shim: Path, backend: str, bind: str, server_host: str
+) -> None:
+    out = _answers(shim, backend, bind, server_host)
     # Counted by the shim: no sendmsg/sendmmsg message with a pktinfo. (An
     # answer may go by sendto, which the shim does not see: the pure twin's
     # do, the native send_many's goes by sendmmsg without one.)
@@ -136,17 +134,10 @@ def test_m2_an_answer_from_the_bound_address_carries_no_pktinfo(
     assert out["send_many"][0] == 0  # type: ignore[index]
 
 
-@pytest.mark.parametrize(
-    ("bind", "server_host", "family"),
-    [("0.0.0.0:0", "127.0.0.2", "ipv4"), ("[::]:0", "::1", "ipv6")],
-)
+@pytest.mark.parametrize(("bind", "server_host"), [("0.0.0.0:0", "127.0.0.2"), ("[::]:0", "::1")])
 def test_m2_an_answer_from_a_wildcard_bound_socket_carries_its_pktinfo(
-    shim: Path, backend: str, bind: str, server_host: str, family: str
+    shim: Path, backend: str, bind: str, server_host: str
 ) -> None:
-    if family == "ipv6" and not has_ipv6():
-        pytest.skip("no IPv6 loopback here")
-    out = _answers(shim, bind, server_host)
-    assert out["backend"] == backend
-    assert out["reply answered"] == out["send_many answered"] == "answer"
+    out = _answers(shim, backend, bind, server_host)
     assert out["reply"] == [1, 0]
     assert out["send_many"] == [1, 0]
