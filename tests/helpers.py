@@ -305,3 +305,51 @@ def build_shim(folder: Path, source: str) -> Path:
 def preloading(env: dict[str, str], shim: Path) -> dict[str, str]:
     """``env`` with ``shim`` preloaded after what is preloaded already (ASan's runtime stays first)."""
     return {**env, "LD_PRELOAD": " ".join(filter(None, [env.get("LD_PRELOAD", ""), str(shim)]))}
+
+
+#: Where the udpio under test lives. Children run there: ``python -m`` and
+#: ``-c`` put the working directory first on sys.path, and a source checkout
+#: there would shadow the installed package (and its built extension).
+PACKAGE_ROOT = str(Path(udpio.__file__).resolve().parents[1])
+
+
+def child_env() -> dict[str, str]:
+    # The child imports the udpio under test, on the backend under test.
+    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
+    if udpio.BACKEND == "python":
+        env["UDPIO_NO_EXTENSIONS"] = "1"
+    else:
+        env.pop("UDPIO_NO_EXTENSIONS", None)
+    return env
+
+
+def readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
+    # readline() could block forever on a silent child: read on a thread, join with a bound.
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+    reader.start()
+    join(reader, timeout)
+    return result[0]
+
+
+def in_sigwait(pid: int, tid: int) -> bool:
+    # While in sigwait the kernel unblocks the awaited signals for the wait
+    # (SigBlk no longer shows them), so ask where the thread sleeps instead.
+    deadline = time.monotonic() + HANG
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{tid}/wchan") as wchan:
+            if "sigtimedwait" in wchan.read():
+                return True
+        time.sleep(0.001)
+    return False
+
+
+def blocked_signals(pid: int, tid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{tid}/status") as status:
+        for line in status:
+            if line.startswith("SigBlk:"):
+                mask = int(line.split()[1], 16)
+                return {sig for sig in range(1, 65) if mask >> (sig - 1) & 1}
+    raise AssertionError("no SigBlk line")

@@ -23,26 +23,21 @@ from pathlib import Path
 import pytest
 
 import udpio
-from tests.helpers import HANG, join, plain_peer, run_in_thread
+from tests.helpers import (
+    HANG,
+    PACKAGE_ROOT,
+    blocked_signals,
+    child_env,
+    in_sigwait,
+    join,
+    plain_peer,
+    readline_within,
+    run_in_thread,
+)
 from udpio import _bench
 from udpio._addresses import parse
 from udpio._bench import figures as bench_figures
 from udpio._bench import receive as bench_receive
-
-#: Where the udpio under test lives. Children run there: ``python -m`` and
-#: ``-c`` put the working directory first on sys.path, and a source checkout
-#: there would shadow the installed package (and its built extension).
-PACKAGE_ROOT = str(Path(udpio.__file__).resolve().parents[1])
-
-
-def _env() -> dict[str, str]:
-    # The child imports the udpio under test, on the backend under test.
-    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
-    if udpio.BACKEND == "python":
-        env["UDPIO_NO_EXTENSIONS"] = "1"
-    else:
-        env.pop("UDPIO_NO_EXTENSIONS", None)
-    return env
 
 
 def _udpio(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -51,7 +46,7 @@ def _udpio(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=_env(),
+        env=child_env(),
         cwd=PACKAGE_ROOT,
     )
 
@@ -63,12 +58,12 @@ def echo_daemon(addr: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=child_env(),
         cwd=PACKAGE_ROOT,
     )
     try:
         assert proc.stdout is not None
-        line = _readline_within(proc, HANG)
+        line = readline_within(proc, HANG)
         assert line.startswith("listening on ") and line.endswith("\n"), f"first line was {line!r}"
         # The printed address is the form listen() reads: parse it, no regex.
         yield proc, parse(line[len("listening on ") : -1])
@@ -76,17 +71,6 @@ def echo_daemon(addr: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[st
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=HANG)
-
-
-def _readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
-    # readline() could block forever on a silent child: read on a thread, join with a bound.
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
-    reader.start()
-    join(reader, timeout)
-    return result[0]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -129,27 +113,6 @@ def test_cli_echo_port_in_use_is_a_clear_error_naming_the_address() -> None:
     assert "Traceback" not in result.stderr
 
 
-def _in_sigwait(pid: int, tid: int) -> bool:
-    # While in sigwait the kernel unblocks the awaited signals for the wait
-    # (SigBlk no longer shows them), so ask where the thread sleeps instead.
-    deadline = time.monotonic() + HANG
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/task/{tid}/wchan") as wchan:
-            if "sigtimedwait" in wchan.read():
-                return True
-        time.sleep(0.001)
-    return False
-
-
-def _blocked_signals(pid: int, tid: int) -> set[int]:
-    with open(f"/proc/{pid}/task/{tid}/status") as status:
-        for line in status:
-            if line.startswith("SigBlk:"):
-                mask = int(line.split()[1], 16)
-                return {sig for sig in range(1, 65) if mask >> (sig - 1) & 1}
-    raise AssertionError("no SigBlk line")
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads thread signal masks from /proc")
 def test_cli_echo_takes_signals_with_sigwait_in_the_main_thread_only() -> None:
     # Handlers plus thread.join() lose signals: one taken by the reader thread
@@ -163,9 +126,9 @@ def test_cli_echo_takes_signals_with_sigwait_in_the_main_thread_only() -> None:
         others = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task") if int(tid) != proc.pid]
         assert others, "the echo daemon has no reader thread"
         for tid in others:
-            blocked = _blocked_signals(proc.pid, tid)
+            blocked = blocked_signals(proc.pid, tid)
             assert {signal.SIGINT, signal.SIGTERM} <= blocked, f"thread {tid} can take the signal"
-        assert _in_sigwait(proc.pid, proc.pid), "the main thread does not wait in sigwait"
+        assert in_sigwait(proc.pid, proc.pid), "the main thread does not wait in sigwait"
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=HANG)
         assert proc.returncode == 0
@@ -220,7 +183,7 @@ def test_cli_version_says_when_the_checkout_shadows_an_installed_extension(tmp_p
     shutil.copytree(Path(PACKAGE_ROOT) / "udpio", checkout / "udpio", ignore=shutil.ignore_patterns("*.so"))
     (installed / "udpio").mkdir(parents=True)
     (installed / "udpio" / "_speedups.cpython-3-x86_64-linux-gnu.so").write_bytes(b"")
-    env = {**_env(), "PYTHONPATH": f"{checkout}:{installed}"}
+    env = {**child_env(), "PYTHONPATH": f"{checkout}:{installed}"}
     env.pop("UDPIO_NO_EXTENSIONS", None)
     result = subprocess.run(
         [sys.executable, "-S", "-m", "udpio", "--version"],  # -S: only these two folders offer a udpio
@@ -242,7 +205,12 @@ def test_cli_console_script_is_python_m_udpio() -> None:
     if not script.exists():
         pytest.skip("udpio is not installed as a console script here (running from a checkout)")
     result = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, timeout=HANG, env=_env(), cwd=PACKAGE_ROOT
+        [str(script), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=child_env(),
+        cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0 and result.stdout == _udpio("--version").stdout
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG
-from tests.unit.test_cli import PACKAGE_ROOT, _env, _readline_within
+from tests.helpers import HANG, PACKAGE_ROOT, child_env, readline_within
 from tests.unit.test_readme import dig, need_dig, need_dnsperf
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dns_server.py"
@@ -33,9 +32,11 @@ def test_p9_every_responder_loop_answers_a_query_with_its_a_record(loop: str) ->
     if loop == "uvloop":
         pytest.importorskip("uvloop", reason="uvloop is optional: the benchmark shows it where installed")
     command = [sys.executable, str(SCRIPT), "--serve", loop]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=_env(), cwd=PACKAGE_ROOT) as server:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=PACKAGE_ROOT
+    ) as server:
         try:
-            port = _readline_within(server, HANG).strip()
+            port = readline_within(server, HANG).strip()
             for _ in range(3):  # three queries: the loops answer query after query
                 assert dig("@127.0.0.1", "-p", port) == "127.0.0.1"
         finally:
@@ -50,7 +51,7 @@ def test_p9_the_benchmark_measures_every_loop_against_the_plain_one(tmp_path: Pa
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=child_env(),
         cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr
@@ -72,7 +73,7 @@ def test_p9_the_benchmark_measures_every_loop_against_the_plain_one(tmp_path: Pa
 
 
 def test_p9_without_dnsperf_it_says_how_to_install_it_and_measures_nothing() -> None:
-    env = dict(_env(), PATH=os.path.dirname(sys.executable))  # python, and no dnsperf
+    env = dict(child_env(), PATH=os.path.dirname(sys.executable))  # python, and no dnsperf
     result = subprocess.run(
         [sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=HANG, env=env
     )

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG, build_shim, preloading
-from tests.unit.test_cli import PACKAGE_ROOT, _env
+from tests.helpers import HANG, PACKAGE_ROOT, build_shim, child_env, preloading
 
 _SHIM = r"""
 #define _GNU_SOURCE
@@ -93,7 +92,7 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(shim: Path, refused_errno: int, times: int) -> list[dict[str, object]]:
-    env = preloading(_env(), shim)
+    env = preloading(child_env(), shim)
     env["UDPIO_FAIL_GSO_ERRNO"] = str(refused_errno)
     env["UDPIO_FAIL_GSO_TIMES"] = str(times)
     result = subprocess.run(

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 import udpio
-from tests.helpers import HANG, full_send_buffer, join, run_in_thread, wait_blocked
-from tests.unit.test_cli import PACKAGE_ROOT, _env
+from tests.helpers import HANG, PACKAGE_ROOT, child_env, full_send_buffer, join, run_in_thread, wait_blocked
 
 # The extension's sources, from the checkout the tests run in (an installed
 # wheel carries only the built module).
@@ -74,7 +73,7 @@ def test_n2_no_extensions_forces_the_pure_backend_at_run_time() -> None:
         capture_output=True,
         text=True,
         timeout=HANG,
-        env={**_env(), "UDPIO_NO_EXTENSIONS": "1"},
+        env={**child_env(), "UDPIO_NO_EXTENSIONS": "1"},
         cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr
@@ -132,7 +131,7 @@ def test_n2_no_extensions_0_means_not_set_at_run_time(backend: str) -> None:
     # As at install time: only a value other than "" and "0" forces pure.
     if backend != "native":
         pytest.skip("needs the extension built: the native run checks it")
-    env = _env()
+    env = child_env()
     assert _backend_in_child({**env, "UDPIO_NO_EXTENSIONS": "0"}) == "native"
     assert _backend_in_child({**env, "UDPIO_NO_EXTENSIONS": ""}) == "native"
     assert _backend_in_child({**env, "UDPIO_NO_EXTENSIONS": "yes"}) == "python"
@@ -152,7 +151,7 @@ sys.meta_path.insert(0, _Broken())
 
 
 def test_n2_an_extension_that_fails_to_load_falls_back_to_pure() -> None:
-    env = {key: value for key, value in _env().items() if key != "UDPIO_NO_EXTENSIONS"}
+    env = {key: value for key, value in child_env().items() if key != "UDPIO_NO_EXTENSIONS"}
     assert _backend_in_child(env, _BROKEN_EXTENSION) == "python"
 
 

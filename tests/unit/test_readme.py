@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG, plain_peer
-from tests.unit.test_cli import PACKAGE_ROOT, _blocked_signals, _env, _in_sigwait, _readline_within
+from tests.helpers import (
+    HANG,
+    PACKAGE_ROOT,
+    blocked_signals,
+    child_env,
+    in_sigwait,
+    plain_peer,
+    readline_within,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -44,21 +51,21 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=child_env(),
         cwd=PACKAGE_ROOT,
     )
     try:
-        port = int(_readline_within(proc, HANG))
+        port = int(readline_within(proc, HANG))
         with plain_peer() as peer:
             peer.sendto(b"from the README", ("127.0.0.1", port))
             assert peer.recvfrom(100)[0] == b"from the README"
         if os.path.isdir(f"/proc/{proc.pid}/task"):
             # Every other thread blocks them; the main one takes them in sigwait
             # (see test_cli's twin of this check).
-            assert _in_sigwait(proc.pid, proc.pid)
+            assert in_sigwait(proc.pid, proc.pid)
             for tid in (int(t) for t in os.listdir(f"/proc/{proc.pid}/task")):
                 if tid != proc.pid:
-                    assert {signal.SIGINT, signal.SIGTERM} <= _blocked_signals(proc.pid, tid)
+                    assert {signal.SIGINT, signal.SIGTERM} <= blocked_signals(proc.pid, tid)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, err
@@ -96,7 +103,7 @@ def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
         capture_output=True,
         text=True,
         timeout=HANG * 3,
-        env=_env(),
+        env=child_env(),
         cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr
@@ -137,11 +144,11 @@ def responder(code: str, runner: tuple[str, ...] = ()) -> Iterator[int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=child_env(),
         cwd=PACKAGE_ROOT,
     )
     try:
-        line = _readline_within(proc, HANG)
+        line = readline_within(proc, HANG)
         match = re.search(r", (\d+)", line)
         assert match, f"no port in {line!r}"
         yield int(match.group(1))

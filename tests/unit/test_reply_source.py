@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG, build_shim, has_ipv6, preloading
-from tests.unit.test_cli import PACKAGE_ROOT, _env
+from tests.helpers import HANG, PACKAGE_ROOT, build_shim, child_env, has_ipv6, preloading
 
 _SHIM = r"""
 #define _GNU_SOURCE
@@ -111,7 +110,7 @@ def _answers(shim: Path, backend: str, bind: str, server_host: str) -> dict[str,
         capture_output=True,
         text=True,
         timeout=HANG,
-        env=preloading(_env(), shim),
+        env=preloading(child_env(), shim),
         cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr

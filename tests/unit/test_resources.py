@@ -12,8 +12,7 @@ import warnings
 import pytest
 
 import udpio
-from tests.helpers import HANG, descriptors_closed, fd_count, plain_peer
-from tests.unit.test_cli import PACKAGE_ROOT, _env
+from tests.helpers import HANG, PACKAGE_ROOT, child_env, descriptors_closed, fd_count, plain_peer
 
 
 def test_f1_ten_thousand_open_close_cycles_leak_no_descriptor() -> None:
@@ -104,7 +103,7 @@ def test_f3_typical_use_is_clean_under_resource_warning_errors() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(),  # the udpio under test, on the backend under test
+        env=child_env(),  # the udpio under test, on the backend under test
         cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr

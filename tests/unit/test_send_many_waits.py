@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG, build_shim, preloading
-from tests.unit.test_cli import PACKAGE_ROOT, _env
+from tests.helpers import HANG, PACKAGE_ROOT, build_shim, child_env, preloading
 
 _SHIM = r"""
 #define _GNU_SOURCE
@@ -98,7 +97,7 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_k2_s4_a_full_buffer_part_way_waits_and_sends_the_rest_in_order(shim: Path, backend: str) -> None:
-    env = dict(preloading(_env(), shim), UDPIO_EAGAIN_AFTER="70")
+    env = dict(preloading(child_env(), shim), UDPIO_EAGAIN_AFTER="70")
     result = subprocess.run(
         [sys.executable, "-c", _CHILD],
         capture_output=True,
