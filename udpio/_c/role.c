@@ -22,7 +22,9 @@ Role_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     atomic_init(&self->held, 0);
     atomic_init(&self->waiters, 0);
-    /* `wake` starts taken, so a waiter sleeps until a give releases it. */
+    atomic_init(&self->wake_pending, 0);
+    /* `wake` starts held (no wake-up pending), so a waiter sleeps until a
+     * give posts one. */
     self->wake = PyThread_allocate_lock();
     if (self->wake == NULL || !PyThread_acquire_lock(self->wake, NOWAIT_LOCK)) {
         Py_DECREF(self);
@@ -37,7 +39,12 @@ Role_dealloc(RoleObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->wake != NULL) {
-        PyThread_release_lock(self->wake); /* as CPython frees its own locks: released first */
+        /* As CPython frees its own locks: released first, but only when it
+         * is held (no wake-up pending); no thread waits on a Role that is
+         * being freed, so wake_pending cannot change under this test. */
+        if (atomic_load(&self->wake_pending) == 0) {
+            PyThread_release_lock(self->wake);
+        }
         PyThread_free_lock(self->wake);
     }
     tp->tp_free((PyObject *)self);
@@ -52,11 +59,27 @@ monotonic_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void
+role_post_wakeup(RoleObject *self)
+{
+    /* 0 -> 1 means `wake` is held and this give is the one to release it;
+     * a wake-up already pending is enough for every waiter that will look
+     * (each retries role_try after taking it). */
+    int none = 0;
+    if (atomic_compare_exchange_strong(&self->wake_pending, &none, 1)) {
+        PyThread_release_lock(self->wake);
+    }
+}
+
 /* Without the GIL: try for the role, sleep on `wake`, try again, until the
  * role is taken (PY_LOCK_ACQUIRED), the deadline passes (PY_LOCK_FAILURE)
- * or a signal interrupts the sleep (PY_LOCK_INTR). A wake-up only says
- * "try again": another thread may have taken the role first, and a release
- * meant for one waiter may wake another; neither costs the GIL. */
+ * or a signal interrupts the sleep (PY_LOCK_INTR). A waiter that acquired
+ * `wake` took the pending wake-up: it marks it taken before its next
+ * role_try, so a give after that try posts a new one (the order matters:
+ * marked after the try, a give between the two would find a wake-up still
+ * pending, post none, and this waiter would sleep through it). A wake-up
+ * only says "try again": another thread may have taken the role first, and
+ * a wake-up meant for one waiter may wake another; neither costs the GIL. */
 static PyLockStatus
 sleep_for_role(RoleObject *self, double timeout, double deadline)
 {
@@ -72,15 +95,20 @@ sleep_for_role(RoleObject *self, double timeout, double deadline)
             }
             micros = left * 1e6 >= (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)(left * 1e6);
         }
-        if (PyThread_acquire_lock_timed(self->wake, micros, 1) == PY_LOCK_INTR) {
+        PyLockStatus woken = PyThread_acquire_lock_timed(self->wake, micros, 1);
+        if (woken == PY_LOCK_INTR) {
             return PY_LOCK_INTR;
+        }
+        if (woken == PY_LOCK_ACQUIRED) {
+            atomic_store(&self->wake_pending, 0);
         }
     }
 }
 
 /* Counted among the waiters first, then try: a give that ran before the
- * count was seen left the role free for the first try; one after it
- * releases `wake`. Signal handlers run between sleeps, with the GIL (C6). */
+ * count was seen left the role free for the first try; one after it posts
+ * a wake-up. A waiter that leaves (taken, timed out, interrupted) may leave
+ * a wake-up pending: the next waiter takes it and tries once for nothing. Signal handlers run between sleeps, with the GIL (C6). */
 int
 role_wait(RoleObject *self, double timeout)
 {

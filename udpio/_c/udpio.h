@@ -95,12 +95,21 @@ UDPIO_INTERNAL extern PyType_Spec udpio_ReadBuffer_spec;
 /* The role is taken by one compare-and-swap of `held` (C1: a true atomic
  * ownership test, correct without the GIL), so recv and send pay no lock
  * call; only a thread that must wait for it (close() waiting for the
- * reader, a second sender) sleeps, on `wake`. */
+ * reader, a second sender) sleeps, on `wake`.
+ *
+ * The wake-up protocol (docs/design.md, "The role's wake-up"; checked by
+ * tools/role.pml): `wake` is a lock that is held except while one wake-up
+ * is pending, and `wake_pending` says which. Only a give moves it 0 -> 1
+ * (then releases `wake`, which it knows is held); only a waiter that
+ * acquired `wake` moves it 1 -> 0. So every release has a held lock under
+ * it (3.15 aborts on any other), each wake-up is consumed at most once, and
+ * dealloc knows whether `wake` is held. */
 typedef struct {
     PyObject_HEAD
     atomic_int held;         /* 1 while some thread holds the role: only role_try sets it */
-    atomic_int waiters;      /* threads inside role_wait: a give then releases `wake` */
-    PyThread_type_lock wake; /* a waiter sleeps on it; each give that saw a waiter releases it */
+    atomic_int waiters;      /* threads inside role_wait: a give then posts a wake-up */
+    atomic_int wake_pending; /* 1 from a give's post until a waiter takes it: `wake` released */
+    PyThread_type_lock wake; /* a waiter sleeps on it; held whenever wake_pending is 0 */
     unsigned long owner;     /* the holder's ident, 0 when free; written by the holder */
     unsigned long count;     /* re-entrant depth; written by the holder */
 } RoleObject;
@@ -133,6 +142,9 @@ role_took(RoleObject *self)
     self->count = 1;
 }
 
+/* Post one wake-up unless one is pending already (role.c). */
+UDPIO_INTERNAL void role_post_wakeup(RoleObject *self);
+
 /* Free the role, then wake a waiter if there is one. Both are sequentially
  * consistent: either this give sees the waiter's count, or the waiter's
  * next role_try sees the role free, so no waiter sleeps through it. */
@@ -143,7 +155,7 @@ role_give(RoleObject *self)
     self->owner = 0;
     atomic_store(&self->held, 0);
     if (atomic_load(&self->waiters) > 0) {
-        PyThread_release_lock(self->wake);
+        role_post_wakeup(self);
     }
 }
 
