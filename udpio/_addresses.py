@@ -11,13 +11,47 @@ from __future__ import annotations
 import socket
 from typing import Union
 
-__all__ = ["Address", "destination_family", "format_address", "parse", "quote", "resolve", "resolver_error"]
+__all__ = [
+    "MAX_FLOWINFO",
+    "MAX_PORT",
+    "MAX_SCOPE_ID",
+    "Address",
+    "check_ipv6_fields",
+    "destination_family",
+    "format_address",
+    "parse",
+    "quote",
+    "resolve",
+    "resolver_error",
+]
 
 #: What the standard socket module uses: (host, port) for IPv4,
 #: (host, port, flowinfo, scope_id) for IPv6.
 Address = Union[tuple[str, int], tuple[str, int, int, int]]
 
-_MAX_PORT = 65535
+#: The largest value of each numeric field of an address tuple: the port,
+#: the IPv6 flow label (20 bits) and the IPv6 scope_id (an interface index,
+#: 32 bits). The C code's twins are checked against these (test_native.py).
+MAX_PORT = 65535
+MAX_FLOWINFO = 0xFFFFF
+MAX_SCOPE_ID = 0xFFFFFFFF
+
+
+def check_ipv6_fields(dst: object) -> None:
+    """Raise ``OverflowError`` for an IPv6 flowinfo or scope_id out of range (S3).
+
+    ``socket.sendto`` reads both as a C ``unsigned int`` without an overflow
+    check: a scope_id of ``2**32`` would quietly become 0 and -1 become
+    ``2**32 - 1`` (a datagram for another interface), and a flowinfo of
+    ``2**32 + 5`` becomes 5 and is sent. Fields of other types, and tuples of
+    other shapes, are left for ``sendto`` to judge. Pure; thread-safe.
+    """
+    if type(dst) is not tuple or len(dst) < 3:
+        return
+    fields = zip(("flowinfo", "scope_id"), (MAX_FLOWINFO, MAX_SCOPE_ID), dst[2:4], strict=False)
+    for field, top, value in fields:
+        if isinstance(value, int) and not 0 <= value <= top:
+            raise OverflowError(f"the {field} must be 0-{top}")
 
 
 def quote(addr: object) -> str:
@@ -43,8 +77,8 @@ def _parse_port(text: str, addr: object) -> int:
         raise _invalid(addr, "no port (write host:port, e.g. 127.0.0.1:0)")
     if not (text.isascii() and text.isdigit()):
         raise _invalid(addr, f"port {text!r} is not a decimal integer")
-    if len(text) > 5 or int(text) > _MAX_PORT:
-        raise _invalid(addr, f"port {text} is outside 0..{_MAX_PORT}")
+    if len(text) > 5 or int(text) > MAX_PORT:
+        raise _invalid(addr, f"port {text} is outside 0..{MAX_PORT}")
     return int(text)
 
 
@@ -88,8 +122,8 @@ def _parse_tuple(addr: tuple[object, ...]) -> tuple[str, int]:
     # bool is an int subclass; (host, True) is a bug, not port 1.
     if not isinstance(port, int) or isinstance(port, bool):
         raise TypeError(f"udpio: invalid address {quote(addr)}: port must be int, not {type(port).__name__}")
-    if not 0 <= port <= _MAX_PORT:
-        raise _invalid(addr, f"port {quote(port)} is outside 0..{_MAX_PORT}")
+    if not 0 <= port <= MAX_PORT:
+        raise _invalid(addr, f"port {quote(port)} is outside 0..{MAX_PORT}")
     return _check_host(host, addr), port
 
 
@@ -134,11 +168,11 @@ def destination_family(dst: object, family: int, dual_stack: bool) -> object:
     if len(dst) > (2 if family == socket.AF_INET else 4):
         return dst  # the wrong shape for this Socket: sendto says so
     port = dst[1]
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= _MAX_PORT:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= MAX_PORT:
         return dst  # sendto names a bad port first, as it does on either family
     if not all(isinstance(field, int) and not isinstance(field, bool) for field in dst[2:]):
         return dst  # and a flowinfo or scope_id of the wrong type
-    if len(dst) > 2 and not 0 <= dst[2] <= 0xFFFFF:
+    if len(dst) > 2 and not 0 <= dst[2] <= MAX_FLOWINFO:
         return dst  # or a flowinfo outside the flow label
     host = dst[0]
     other = socket.AF_INET6 if family == socket.AF_INET else socket.AF_INET

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
+from udpio._addresses import MAX_FLOWINFO, MAX_PORT, MAX_SCOPE_ID
+
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
@@ -23,9 +25,6 @@ __all__ = ["Message", "check_frame", "check_messages", "largest_payload"]
 #: One checked message: the frame, its destination as sendto takes it, and
 #: the source's control message (None: the kernel chooses).
 Message = tuple["ReadableBuffer", tuple[object, ...], Optional[tuple[int, int, bytes]]]
-
-_MAX_SCOPE_ID = 0xFFFFFFFF
-_MAX_FLOWINFO = 0xFFFFF
 
 
 def largest_payload(family: int, dst: object) -> int:
@@ -81,7 +80,7 @@ def _check_destination(dst: object, family: int, name: str) -> tuple[object, ...
         )
     host, port, *rest = dst
     fields = ("port", "flowinfo", "scope_id")[: 1 + len(rest)]
-    for field, value, top in zip(fields, (port, *rest), (65535, _MAX_FLOWINFO, _MAX_SCOPE_ID), strict=False):
+    for field, value, top in zip(fields, (port, *rest), (MAX_PORT, MAX_FLOWINFO, MAX_SCOPE_ID), strict=False):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"udpio: bad destination in {name}: {dst!r}: the {field} must be an int")
         if not 0 <= value <= top:

@@ -35,7 +35,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol, TypeVar, Union
 
 from udpio import _cmsg
-from udpio._addresses import Address, destination_family, format_address, resolve, resolver_error
+from udpio._addresses import (
+    Address,
+    check_ipv6_fields,
+    destination_family,
+    format_address,
+    resolve,
+    resolver_error,
+)
 from udpio._datagram import Datagram, Stats
 from udpio._drops import kernel_drops
 from udpio._errors import ClosedError, ConcurrentRecvError
@@ -457,8 +464,8 @@ class Socket:
             if self._closed:
                 raise ClosedError()
             try:
-                if len(dst) == 4 and self._family == socket.AF_INET6:  # S3: see _check_scope_id
-                    _check_scope_id(dst)
+                if self._family == socket.AF_INET6:  # S3: fields sendto would truncate
+                    check_ipv6_fields(dst)
                 nbytes = self._sock.sendto(frame, dst)
             except BlockingIOError:
                 nbytes = self._wait_and_send(
@@ -498,11 +505,11 @@ class Socket:
 
     def _prepared_destination(self, dst: Address) -> Address:
         # S3 before a batch or a send from a src: the checks sendto cannot
-        # make (a scope_id it would truncate), then the other family's
-        # address mapped or refused, in the order send meets them.
+        # make (a flowinfo or scope_id it would truncate), then the other
+        # family's address mapped or refused, in the order send meets them.
         if self._family == socket.AF_INET6:
             try:
-                _check_scope_id(dst)
+                check_ipv6_fields(dst)
             except OverflowError as exc:
                 raise OverflowError(f"udpio: bad destination {dst!r}: {exc}") from None
         return self._checked_destination(dst)
@@ -1031,21 +1038,6 @@ def _wait(
     # A selector cannot wait longer than its clock allows (epoll: about 24
     # days); a longer wait is several, each retried by the caller's loop.
     select(min(remaining, _LONGEST_WAIT))
-
-
-#: The largest IPv6 scope_id (an interface index: 32 bits).
-_MAX_SCOPE_ID: Final = 0xFFFFFFFF
-
-
-def _check_scope_id(dst: object) -> None:
-    # S3: socket.sendto reads an IPv6 scope_id as a C unsigned int without an
-    # overflow check, so 2**32 would quietly become 0 and -1 become 2**32-1:
-    # a datagram for another interface. Refused here, on both backends (the
-    # native fast path sends only in-range values and leaves the rest here).
-    if type(dst) is tuple and len(dst) == 4:
-        scope_id = dst[3]
-        if isinstance(scope_id, int) and not 0 <= scope_id <= _MAX_SCOPE_ID:
-            raise OverflowError(f"scope_id must be 0-{_MAX_SCOPE_ID}")
 
 
 def _unresolved(dst: object, exc: socket.gaierror) -> socket.gaierror:

@@ -99,7 +99,9 @@ dst_hosts = st.sampled_from(["127.0.0.1", "::1", "::ffff:127.0.0.1", "", "a" * 3
 #: Ports and the IPv6 fields at and one past each bound; a datagram that is
 #: sent goes to the discard port or 65535 on loopback.
 dst_ports = st.sampled_from([-1, 0, 9, 65535, 65536, 2**16 + 9, 2**63, True, 9.0, "9"])
-dst_fields = st.sampled_from([0, 1, 0xFFFFF, 0x100000, 2**32 - 1, 2**32, -1, 2**64, "0"])
+dst_fields = st.sampled_from(
+    [0, 1, 0xFFFFF, 0x100000, 2**32 - 1, 2**32, 2**32 + 5, -(2**32) + 5, -1, 2**64, "0"]
+)
 destinations = st.one_of(
     st.tuples(dst_hosts, dst_ports),
     st.tuples(dst_hosts, dst_ports, dst_fields),
@@ -136,9 +138,10 @@ def _other_familys_number(dst: tuple[object, ...], family: int) -> bool:
     return True
 
 
-def _truncated_scope_id(dst: tuple[object, ...]) -> bool:
-    scope_id = dst[3] if len(dst) == 4 else 0
-    return isinstance(scope_id, int) and not 0 <= scope_id <= 0xFFFFFFFF
+def _truncated_field(dst: tuple[object, ...]) -> bool:
+    # A flowinfo or scope_id that sendto would read as a C unsigned int.
+    tops = (0xFFFFF, 0xFFFFFFFF)
+    return any(isinstance(v, int) and not 0 <= v <= top for v, top in zip(dst[2:4], tops, strict=False))
 
 
 @pytest.mark.parametrize("family", [socket.AF_INET, pytest.param(socket.AF_INET6, marks=pytest.mark.ipv6)])
@@ -146,8 +149,9 @@ def _truncated_scope_id(dst: tuple[object, ...]) -> bool:
 def test_s3_both_backends_and_sendto_agree_on_every_destination(family: int, dst: tuple[object, ...]) -> None:
     # The backend under test, the pure reference and a plain socket give the
     # same verdict (sent, or the same exception type) for every tuple; the one
-    # difference is udpio's: a scope_id outside 32 bits, which sendto
-    # truncates to another interface's index, is an OverflowError.
+    # difference is udpio's: a flowinfo or scope_id that sendto would
+    # truncate (to another flow label, another interface's index) is an
+    # OverflowError.
     if family == socket.AF_INET6 and not has_ipv6():
         pytest.skip("no IPv6 loopback")
     host = "127.0.0.1" if family == socket.AF_INET else "[::1]"
@@ -165,8 +169,8 @@ def test_s3_both_backends_and_sendto_agree_on_every_destination(family: int, dst
             # udpio's S3: never a resolver error for a numeric address of
             # the other family (a ValueError naming it, or its mapped form).
             assert ours != "gaierror"
-        elif family == socket.AF_INET6 and _truncated_scope_id(dst):
-            # udpio checks the scope_id before sendto checks the rest, so
+        elif family == socket.AF_INET6 and _truncated_field(dst):
+            # udpio checks these fields before sendto checks the rest, so
             # another bad field may be named instead; never sent.
             assert ours in ("OverflowError", theirs) and ours != "sent"
         else:

@@ -226,7 +226,9 @@ def test_s4_f1_waiting_sends_reuse_one_write_selector(tmp_path: Path) -> None:
 #: Every bound of every field of a destination tuple, at the bound and one
 #: past it: what each backend must do (None: send it). The kernel refuses
 #: port 0 (EINVAL). A scope_id outside 32 bits is udpio's OverflowError:
-#: socket.sendto would truncate it to another interface's index.
+#: socket.sendto would truncate it to another interface's index; so is a
+#: flowinfo that sendto would truncate into the flow label (2**32 + 5 was
+#: sent with flowinfo 5).
 _V6 = "::1"
 DESTINATION_BOUNDS: list[tuple[str, tuple[object, ...], Optional[type[BaseException]]]] = [
     ("127.0.0.1", ("127.0.0.1", 65535), None),
@@ -241,6 +243,14 @@ DESTINATION_BOUNDS: list[tuple[str, tuple[object, ...], Optional[type[BaseExcept
     (_V6, (_V6, 9, 0xFFFFF, 0), None),
     (_V6, (_V6, 9, 0x100000, 0), OverflowError),
     (_V6, (_V6, 9, -1, 0), OverflowError),
+    (_V6, (_V6, 9, 2**32, 0), OverflowError),
+    (_V6, (_V6, 9, 2**32 + 5, 0), OverflowError),
+    (_V6, (_V6, 9, -(2**32) + 5, 0), OverflowError),
+    (_V6, (_V6, 9, 2**64 + 5, 0), OverflowError),
+    (_V6, (_V6, 9, 0xFFFFF), None),
+    (_V6, (_V6, 9, 0x100000), OverflowError),
+    (_V6, (_V6, 9, 2**32 + 5), OverflowError),
+    (_V6, (_V6, 9, -1), OverflowError),
     (_V6, (_V6, 9, 0, 0), None),
     (_V6, (_V6, 9, 0, 2**32 - 1), None),
     (_V6, (_V6, 9, 0, 2**32), OverflowError),

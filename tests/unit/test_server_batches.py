@@ -406,7 +406,7 @@ _BAD_IPV6_MESSAGES: list[tuple[object, type[Exception], str]] = [
         (b"x", ("::1", 9, 0, 1 << 32)),
         OverflowError,
         r"^udpio: bad destination in messages\[1\]: \('::1', 9, 0, 4294967296\): "
-        r"scope_id must be 0-4294967295$",
+        r"the scope_id must be 0-4294967295$",
     ),
     ((b"x", ("::1", 9, "0", 0)), TypeError, r"messages\[1\].*the flowinfo must be an int"),
     ((b"x", ("::1", 9, 0, 1.0)), TypeError, r"messages\[1\].*the scope_id must be an int"),
