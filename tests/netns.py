@@ -56,9 +56,9 @@ def skip_reason() -> Optional[str]:
     """Why namespace tests cannot run here, or None."""
     if os.geteuid() != 0:
         return "needs root (ip netns)"
-    for tool in ("ip", "nft", "ethtool"):
+    for tool in ("ip", "nft", "ethtool", "sysctl"):
         if shutil.which(tool) is None:
-            return f"needs {tool} (Debian: iproute2, nftables, ethtool)"
+            return f"needs {tool} (Debian: iproute2, nftables, ethtool, procps)"
     return None
 
 
