@@ -37,6 +37,23 @@ MUTANTS: dict[str, tuple[str, str]] = {
     # These two abort CPython 3.15 (PyMutex_Unlock of an unlocked mutex);
     # up to 3.14 they are silent. Run them there: tools/sid_root.sh run
     # /root/udpio-tox/py315/bin/python tools/break_native.py 3.15
+    "K2 M3 a send_many the kernel stopped part-way reports nothing sent": (
+        "            note_sent(sent);",
+        "            note_sent(0);",
+    ),
+    "M3 a send_many's datagrams counted only when the whole call went out": (
+        "            *sent += n;\n            count_up(&self->sent, n);\n            continue;",
+        "            *sent += n;\n            if (*sent == total) {\n"
+        "                count_up(&self->sent, total);\n            }\n            continue;",
+    ),
+    "K2 only the first sendmmsg's messages checked before sending": (
+        "    for (Py_ssize_t i = 0; i < n; i++) {\n        struct route route;",
+        "    for (Py_ssize_t i = 0; i < n && i < SEND_MANY; i++) {\n        struct route route;",
+    ),
+    "C2 C5 a send_many in a handler takes its own send's role as if free": (
+        ": role_is_mine(self->writer)                           ? 0",
+        ": role_is_mine(self->writer)                           ? 1",
+    ),
     "C2 3.15 a give releases wake whether it is held or not": (
         "    if (atomic_compare_exchange_strong(&self->wake_pending, &none, 1)) {",
         "    if (atomic_compare_exchange_strong(&self->wake_pending, &none, 1) || 1) {",
@@ -216,8 +233,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "(src == NULL || self->from.obj != NULL || cache_source(self, src, fresh))",
     ),
     "M3 a native send not counted": (
-        "        if (n >= 0) {\n            self->sent++; /* M3 */",
-        "        if (n > 0x7fffffff) {\n            self->sent++; /* M3 */",
+        "        if (n >= 0) {\n            count_up(&self->sent, 1); /* M3 */",
+        "        if (n > 0x7fffffff) {\n            count_up(&self->sent, 1); /* M3 */",
     ),
     "B5 a GSO refusal reaches the caller": (
         "        else if (!gso_refused(*err)) {",
