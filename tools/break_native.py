@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -266,7 +267,12 @@ def _run_native_tests() -> tuple[int, list[str]]:
         timeout=1800,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    if result.returncode != 0 and not lines:
+    if result.returncode < 0:
+        # The interpreter died by a signal: SIGABRT is CPython's fatal error
+        # (3.15: a lock released that was not held), whose text pytest's
+        # capture of descriptor 2 keeps to itself.
+        lines = [f"killed by {signal.Signals(-result.returncode).name}", *lines]
+    elif result.returncode != 0 and not lines:
         # No summary: the watchdog ended the run (a hang, or a long shrink);
         # its stack dump names the test that was running.
         running = re.findall(r'File ".*?(tests/\S+\.py)", line \d+ in (test_\w+)', result.stderr)

@@ -22,7 +22,10 @@ SOURCES = sorted((Path(__file__).resolve().parents[2] / "udpio" / "_c").glob("*.
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
-def test_n3_extension_compiles_without_a_warning_under_wall_wextra(tmp_path: Path, backend: str) -> None:
+def test_n3_v3_extension_compiles_without_a_warning_under_wall_wextra(tmp_path: Path, backend: str) -> None:
+    # V3: against the headers of the interpreter running the suite, so every
+    # release of the matrix checks its own (a deprecated C API warns, and
+    # -Werror fails it).
     if backend != "native":
         pytest.skip("one C source for both backends: compiled once, in the native run")
     assert len(SOURCES) >= 2, "the C sources are missing from udpio/_c"
@@ -65,6 +68,24 @@ def test_n5_blocked_recv_and_send_let_other_threads_run(tmp_path: Path) -> None:
         join(sender)
         assert isinstance(read_out.error, udpio.ClosedError)
         assert isinstance(send_out.error, udpio.ClosedError)
+
+
+def test_v3_this_interpreter_uses_the_native_backend() -> None:
+    # V3: where the suite requires the extension (tox, CI: every release of
+    # the matrix), a plain import picks it.
+    if os.environ.get("UDPIO_TEST_REQUIRE_NATIVE", "") in ("", "0"):
+        pytest.skip("only where the extension must be built (UDPIO_TEST_REQUIRE_NATIVE)")
+    env = {k: v for k, v in child_env().items() if k != "UDPIO_NO_EXTENSIONS"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, udpio; print(udpio.BACKEND, sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=env,
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "native", result.stdout
 
 
 def test_n2_no_extensions_forces_the_pure_backend_at_run_time() -> None:

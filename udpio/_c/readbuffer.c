@@ -80,7 +80,7 @@ ReadBuffer_getbuffer(ReadBufferObject *self, Py_buffer *view, int flags)
                           flags) < 0) {
         return -1;
     }
-    self->exports++;
+    atomic_fetch_add(&self->exports, 1);
     return 0;
 }
 
@@ -88,7 +88,7 @@ static void
 ReadBuffer_releasebuffer(ReadBufferObject *self, Py_buffer *view)
 {
     (void)view;
-    self->exports--;
+    atomic_fetch_sub(&self->exports, 1);
 }
 
 static Py_ssize_t

@@ -437,7 +437,7 @@ hand_out(CoreObject *self, int datagram)
     else if (!datagram && self->spare == NULL) {
         self->spare = Py_NewRef(result);
     }
-    self->received++;
+    count_up(&self->received, 1);
     self->current = q->slot;
     self->queue_offset += length;
     if (self->queue_offset >= q->length) {

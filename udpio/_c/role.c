@@ -196,9 +196,10 @@ Role_is_owned(RoleObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Role_repr(RoleObject *self)
 {
-    return PyUnicode_FromFormat("<%s udpio Role owner=%lu count=%lu at %p>",
-                                self->count > 0 ? "locked" : "unlocked", self->owner, self->count,
-                                (void *)self);
+    /* Any thread may ask: only the atomics (`count` is the holder's). */
+    return PyUnicode_FromFormat("<%s udpio Role owner=%lu at %p>",
+                                atomic_load(&self->held) ? "locked" : "unlocked",
+                                atomic_load_explicit(&self->owner, memory_order_relaxed), (void *)self);
 }
 
 static PyMethodDef Role_methods[] = {

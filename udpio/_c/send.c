@@ -76,7 +76,7 @@ send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, P
             Py_END_ALLOW_THREADS
         }
         if (n >= 0) {
-            self->sent++; /* M3 */
+            count_up(&self->sent, 1); /* M3 */
         }
     }
     role_give(self->writer);

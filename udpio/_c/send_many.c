@@ -223,7 +223,7 @@ send_all(CoreObject *self, PyObject *batch, struct sources *table, Py_ssize_t *s
         int n = send_chunk(self, batch, *sent, table, &err);
         if (n > 0) {
             *sent += n;
-            self->sent += n;
+            count_up(&self->sent, n);
             continue;
         }
         if (n == -2) {

@@ -85,7 +85,9 @@ typedef struct {
     Py_ssize_t capacity;
     Py_ssize_t offset;  /* where the current datagram starts (GRO: several share a buffer) */
     Py_ssize_t length;  /* its bytes: what an export sees */
-    Py_ssize_t exports; /* live exports; > 0 means "still viewed" (R4, R6) */
+    /* Live exports; > 0 means "still viewed" (R4, R6). Any thread that holds a
+     * frame may view or release it: changed by atomic read-modify-writes. */
+    _Atomic Py_ssize_t exports;
 } ReadBufferObject;
 
 UDPIO_INTERNAL extern PyType_Spec udpio_ReadBuffer_spec;
@@ -110,8 +112,8 @@ typedef struct {
     atomic_int waiters;      /* threads inside role_wait: a give then posts a wake-up */
     atomic_int wake_pending; /* 1 from a give's post until a waiter takes it: `wake` released */
     PyThread_type_lock wake; /* a waiter sleeps on it; held whenever wake_pending is 0 */
-    unsigned long owner;     /* the holder's ident, 0 when free; written by the holder */
-    unsigned long count;     /* re-entrant depth; written by the holder */
+    atomic_ulong owner;      /* the holder's ident, 0 when free; written by the holder */
+    unsigned long count;     /* re-entrant depth; read and written by the holder only */
 } RoleObject;
 
 UDPIO_INTERNAL extern PyType_Spec udpio_Role_spec;
@@ -138,7 +140,7 @@ role_try(RoleObject *self)
 static inline void
 role_took(RoleObject *self)
 {
-    self->owner = PyThread_get_thread_ident();
+    atomic_store_explicit(&self->owner, PyThread_get_thread_ident(), memory_order_relaxed);
     self->count = 1;
 }
 
@@ -152,17 +154,30 @@ static inline void
 role_give(RoleObject *self)
 {
     self->count = 0;
-    self->owner = 0;
+    atomic_store_explicit(&self->owner, 0, memory_order_relaxed);
     atomic_store(&self->held, 0);
     if (atomic_load(&self->waiters) > 0) {
         role_post_wakeup(self);
     }
 }
 
+/* Only this thread ever writes its own ident into `owner`, and it writes 0
+ * before it lets go: an owner equal to this thread's ident is this thread's
+ * own write, so a relaxed load answers, and `count` stays the holder's. */
 static inline int
 role_is_mine(RoleObject *self)
 {
-    return self->count > 0 && self->owner == PyThread_get_thread_ident();
+    return atomic_load_explicit(&self->owner, memory_order_relaxed) == PyThread_get_thread_ident();
+}
+
+/* M3's counters: one writer at a time (the role's holder, in C or in the
+ * Python twin) and readers on any thread (stats()), so a relaxed load and
+ * store, not a read-modify-write: no lock prefix on the hot path. */
+static inline void
+count_up(_Atomic Py_ssize_t *counter, Py_ssize_t n)
+{
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n,
+                          memory_order_relaxed);
 }
 
 /* -- Core (core.c) ---------------------------------------------------- */
@@ -224,8 +239,9 @@ typedef struct {
     PyObject *sock;       /* the socket.socket; fd and family cached from it */
     int fd;
     int family;
-    /* Written by close() and read by every call: see udpio/_socket.py. */
-    char closed;
+    /* Written by close() and read by every call: see udpio/_socket.py.
+     * Atomic: the readers run on other threads, and hold no lock for it. */
+    atomic_char closed;
     char recv_exit_releases;
     char send_exit_releases;
     char gso_off; /* the kernel has no UDP GSO: sendmmsg from then on */
@@ -278,13 +294,13 @@ typedef struct {
     PyObject *to_addr;
     int local_port; /* the bound port, for Datagram.dst; -1 until known */
     struct sockaddr_storage bound; /* the bound address, once local_port is known (reply) */
-    Py_ssize_t received; /* M3: datagrams the receive calls returned */
+    _Atomic Py_ssize_t received; /* M3: datagrams the receive calls returned (count_up) */
     /* Owned by whoever holds the writer role. */
     PyObject *dst; /* the last destination and its parsed form */
     struct sockaddr_storage dst_sa;
     socklen_t dst_len;
     struct source from; /* the last src and its control message (M2) */
-    Py_ssize_t sent;      /* M3: datagrams that went out */
+    _Atomic Py_ssize_t sent; /* M3: datagrams that went out (count_up) */
     Py_ssize_t gso_sends; /* GSO sends the kernel took (tests, diagnostics) */
     /* B5: the destination that last refused a GSO run, and the smallest
      * segment size it refused (0: none); runs to it at that size or more go
