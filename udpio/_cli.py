@@ -119,9 +119,17 @@ def signals_blocked(signals: set[signal.Signals]) -> Iterator[None]:
 
 
 def run_until_signal(
-    serve: Callable[[], None], stop: Callable[[], None], signals: set[signal.Signals] = STOP_SIGNALS
+    serve: Callable[[], None],
+    stop: Callable[[], None],
+    signals: set[signal.Signals] = STOP_SIGNALS,
+    ready: Callable[[], None] = lambda: None,
 ) -> None:
     """Run ``serve`` on a thread until one of ``signals`` arrives; then ``stop()`` and join it.
+
+    ``ready()`` runs once the signals are taken care of and ``serve`` runs:
+    that is when a daemon may say it is ready, since a supervisor may send
+    SIGTERM the moment it reads that (before, one sent right after the
+    readiness line met the default action and killed the daemon).
 
     Why not a handler and ``thread.join()``: a process-directed signal may
     land on any thread that does not block it, but CPython runs handlers
@@ -139,6 +147,7 @@ def run_until_signal(
             signal.signal(sig, lambda signum, frame: stop())
         thread = threading.Thread(target=serve, name="udpio-server")
         thread.start()
+        ready()
         thread.join()
         return
 
@@ -154,6 +163,7 @@ def run_until_signal(
     with signals_blocked(signals):
         thread = threading.Thread(target=serve_then_wake, name="udpio-server")
         thread.start()
+        ready()  # a signal from here on stays pending until sigwait takes it
         signal.sigwait(signals)
         stopping.set()
         stop()
@@ -224,9 +234,12 @@ def _echo(addr: str) -> int:
     try:
         local = sock.local_addr()
         assert local is not None
-        print(f"listening on {format_address(local)}", flush=True)
         counts = EchoCounts()
-        run_until_signal(lambda: serve_echo(sock, counts), sock.close)  # close() wakes the reader
+        run_until_signal(
+            lambda: serve_echo(sock, counts),
+            sock.close,  # close() wakes the reader
+            ready=lambda: print(f"listening on {format_address(local)}", flush=True),
+        )
     finally:
         sock.close()
     counts.kernel_drops = sock.stats().kernel_drops  # the final count, kept at close
