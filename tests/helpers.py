@@ -177,7 +177,7 @@ def full_send_buffer(tmp_path: object) -> Iterator[tuple[udpio.Socket, str, sock
     socket family with flow control. The Socket's descriptor is *connected*
     to the sink: only then does poll() report it unwritable while the sink's
     queue is full, so a waiting send sleeps in the selector (an unconnected
-    one is reported writable and would spin). The private constructor
+    one is reported writable and would spin). ``Socket._adopt_unchecked``
     accepts it. Yields the Socket, the sink's path (the destination) and the
     sink.
     """
@@ -187,7 +187,7 @@ def full_send_buffer(tmp_path: object) -> Iterator[tuple[udpio.Socket, str, sock
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         conn.connect(path)
-        sock = udpio.Socket(conn)
+        sock = udpio.Socket._adopt_unchecked(conn)
     except BaseException:
         conn.close()
         sink.close()
@@ -353,3 +353,22 @@ def blocked_signals(pid: int, tid: int) -> set[int]:
                 mask = int(line.split()[1], 16)
                 return {sig for sig in range(1, 65) if mask >> (sig - 1) & 1}
     raise AssertionError("no SigBlk line")
+
+
+def public_names() -> dict[str, list[str]]:
+    """Every public name of the package: ``udpio.__all__``, and for each public
+    class its public attributes (those defined by udpio's own classes, not
+    inherited from ``object``, ``tuple`` or ``Exception``), as
+    ``{"udpio.Socket": ["close", ...], "udpio.listen": [], ...}``. Taken from
+    the package itself, so a new public name is seen without a list kept by
+    hand."""
+    names: dict[str, list[str]] = {}
+    for name in udpio.__all__:
+        obj = getattr(udpio, name)
+        members: set[str] = set()
+        if isinstance(obj, type):
+            for klass in obj.__mro__:
+                if klass.__module__.split(".")[0] == "udpio":
+                    members |= {m for m in vars(klass) if not m.startswith("_")}
+        names[f"udpio.{name}"] = sorted(members)
+    return names

@@ -48,6 +48,12 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+def __dir__() -> list[str]:
+    # dir(udpio) and tab completion show what users may use, not the
+    # module's own imports (socket, typing's names, annotations).
+    return sorted([*__all__, "__version__"])
+
+
 def listen(
     addr: Union[str, tuple[str, int]], *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
 ) -> Socket:

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Optional, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Optional, Protocol, Self, TypeVar, Union
 
 from udpio import _cmsg
 from udpio._addresses import (
@@ -113,7 +113,8 @@ def _check_max_datagrams(value: object) -> None:
 class Socket:
     """One UDP socket with a blocking ``recv`` that ``close()`` can interrupt.
 
-    Make one with :func:`listen` or :func:`wrap_conn`. ``recv`` has one
+    Make one with :func:`listen`, or adopt a UDP socket with
+    :func:`wrap_conn` (``Socket(conn)`` is the same). ``recv`` has one
     caller at a time (others get :class:`ConcurrentRecvError`); ``send``
     and ``close`` may be called from any thread at any time. Use it as a
     context manager to close it on exit.
@@ -142,8 +143,23 @@ class Socket:
         """A private pool of this backend's buffers (for tests and diagnostics)."""
         return BufferPool(size, max_idle)
 
-    def __init__(self, conn: socket.socket, *, _pool: Optional[BufferPool[Any]] = None) -> None:
-        """Private: use :func:`listen` or :func:`wrap_conn`, which validate ``conn``."""
+    @classmethod
+    def _adopt_unchecked(cls, conn: socket.socket, pool: Optional[BufferPool[Any]] = None) -> Self:
+        """A Socket over ``conn`` without W1's checks, and with its own pool.
+
+        For tests and diagnostics only: a Unix datagram socket gives the
+        flow control UDP over loopback lacks (a send that must wait), and a
+        private pool shows which buffers a Socket used.
+        """
+        return cls(_Unchecked(conn, pool))  # type: ignore[arg-type]  # the private way in
+
+    def __init__(self, conn: socket.socket) -> None:
+        """Adopt ``conn``, a UDP socket: the same as :func:`wrap_conn`, with its checks and errors."""
+        pool: Optional[BufferPool[Any]] = None
+        if isinstance(conn, _Unchecked):
+            conn, pool = conn.conn, conn.pool
+        else:
+            _check_adoptable(conn)  # W1
         rsel = selectors.DefaultSelector()
         wakeup: Optional[Wakeup] = None
         try:
@@ -170,7 +186,7 @@ class Socket:
         # An IPv6 Socket that also carries IPv4 (IPV6_V6ONLY off): fixed once
         # bound, asked once here (S3's mapping and M4's IPv4 options use it).
         self._dual_stack: Final = dual_stack
-        self._pool: Final = _pool if _pool is not None else self._default_pool()
+        self._pool: Final = pool if pool is not None else self._default_pool()
         self._rsel: Final = rsel
         self._wait_readable: Final = _waiter(rsel)
         self._wakeup: Final = wakeup
@@ -1095,6 +1111,19 @@ def listen_with(
 
 def wrap_conn_with(cls: type[Socket], conn: socket.socket) -> Socket:
     """``udpio.wrap_conn`` for the Socket class ``cls`` (a backend's)."""
+    return cls(conn)  # on failure it leaves conn as it was (setblocking is its last step)
+
+
+class _Unchecked(NamedTuple):
+    # What Socket._adopt_unchecked hands the constructor: a socket that skips
+    # W1's checks, and a pool of its own.
+    conn: socket.socket
+    pool: Optional[BufferPool[Any]]
+
+
+def _check_adoptable(conn: object) -> None:
+    # W1: a UDP socket of an IP family, open; anything else is refused with
+    # conn left exactly as it was.
     if not isinstance(conn, socket.socket):
         raise TypeError(f"udpio: wrap_conn needs a socket.socket, not {type(conn).__name__}")
     if conn.fileno() == -1:
@@ -1103,4 +1132,3 @@ def wrap_conn_with(cls: type[Socket], conn: socket.socket) -> Socket:
         raise ValueError(f"udpio: wrap_conn needs a UDP (SOCK_DGRAM) socket, not {conn.type!r}")
     if conn.family not in _FAMILIES:
         raise ValueError(f"udpio: wrap_conn needs an AF_INET or AF_INET6 socket, not {conn.family!r}")
-    return cls(conn)  # on failure it leaves conn as it was (setblocking is its last step)

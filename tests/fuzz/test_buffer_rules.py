@@ -111,7 +111,7 @@ def harness() -> Iterator[Harness]:
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     conn.bind(("127.0.0.1", 0))
     pool = udpio.Socket._make_pool(max_idle=2)
-    rx = udpio.Socket(conn, _pool=pool)
+    rx = udpio.Socket._adopt_unchecked(conn, pool)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         yield Harness(rx, peer, pool)

@@ -36,7 +36,7 @@ class SocketLife(RuleBasedStateMachine):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         conn.bind(("127.0.0.1", 0))
         self.pool = udpio.Socket._make_pool(max_idle=2)
-        self.sock = udpio.Socket(conn, _pool=self.pool)
+        self.sock = udpio.Socket._adopt_unchecked(conn, self.pool)
         self.addr = conn.getsockname()
         self.peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.peer.bind(("127.0.0.1", 0))

@@ -9,22 +9,8 @@ import socket
 import pytest
 
 import udpio
-from tests.helpers import pair
+from tests.helpers import pair, public_names
 from udpio import _socket
-
-#: The Socket's public methods (docs/reference.md's table).
-METHODS = (
-    "recv",
-    "recv_datagram",
-    "send",
-    "send_batch",
-    "reply",
-    "stats",
-    "close",
-    "conn",
-    "local_addr",
-    "bound_addr",
-)
 
 
 def test_api_public_names_are_exactly_the_reference_table() -> None:
@@ -41,7 +27,9 @@ def test_api_public_names_are_exactly_the_reference_table() -> None:
         "listen",
         "wrap_conn",
     }
-    for name in (*METHODS, "__enter__", "__exit__"):
+    methods = public_names()["udpio.Socket"]
+    assert {"recv", "recv_batch", "send", "send_many", "reply", "close"} <= set(methods), methods
+    for name in (*methods, "__enter__", "__exit__"):
         assert callable(getattr(udpio.Socket, name)), name
 
 
@@ -62,7 +50,7 @@ def test_n1_native_methods_carry_the_pure_docstrings() -> None:
 @pytest.mark.parametrize(
     "obj",
     [udpio.listen, udpio.wrap_conn, udpio.Socket, udpio.ClosedError, udpio.ConcurrentRecvError]
-    + [getattr(udpio.Socket, n) for n in METHODS],
+    + [getattr(udpio.Socket, n) for n in public_names()["udpio.Socket"]],
     ids=lambda o: o.__qualname__,
 )
 def test_api_every_public_name_documents_raises_and_thread_safety(obj: object) -> None:
@@ -133,3 +121,26 @@ def test_b3_datagrams_sent_reads_sent_off_any_exception() -> None:
     error.sent = 3  # type: ignore[attr-defined]  # as send_batch sets it
     assert udpio.datagrams_sent(error) == 3
     assert udpio.datagrams_sent(KeyboardInterrupt()) == 0
+
+
+def test_api_dir_shows_only_public_names() -> None:
+    # dir(udpio) showed Optional, Union, annotations and socket: the
+    # module's own imports.
+    assert dir(udpio) == sorted([*udpio.__all__, "__version__"])
+    assert isinstance(udpio.__version__, str) and udpio.__version__
+
+
+def test_w1_the_socket_constructor_is_wrap_conn_with_its_checks() -> None:
+    # help(udpio.Socket) showed a private signature, and Socket(a TCP
+    # socket) was accepted, to fail later in recv with ENOTCONN.
+    assert list(inspect.signature(udpio.Socket).parameters) == ["conn"]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with pytest.raises(ValueError, match="SOCK_DGRAM"):
+            udpio.Socket(tcp)
+        assert tcp.fileno() != -1 and tcp.getblocking()  # left as it was
+    with pytest.raises(TypeError, match=r"socket\.socket"):
+        udpio.Socket("127.0.0.1:0")  # type: ignore[arg-type]  # wrong on purpose
+    conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn.bind(("127.0.0.1", 0))
+    with udpio.Socket(conn) as sock:
+        assert sock.conn() is conn and sock.local_addr() == conn.getsockname()

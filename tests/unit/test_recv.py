@@ -243,7 +243,7 @@ def with_own_pool(max_idle: int = 4) -> Iterator[tuple[udpio.Socket, BufferPool[
     pool = udpio.Socket._make_pool(max_idle=max_idle)
     conn = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     conn.bind(("127.0.0.1", 0))
-    rx = udpio.Socket(conn, _pool=pool)
+    rx = udpio.Socket._adopt_unchecked(conn, pool)
     try:
         with plain_peer() as peer:
             peer.connect(conn.getsockname())
