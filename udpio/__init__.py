@@ -63,12 +63,16 @@ def listen(
     ``"localhost:0"``, ``":9000"`` for all IPv4 interfaces, ``"[::]:9000"``)
     or a ``(host, port)`` tuple; port 0 picks a free port. The first
     resolved address that binds wins. ``rcvbuf``/``sndbuf`` set
-    ``SO_RCVBUF``/``SO_SNDBUF``.
+    ``SO_RCVBUF``/``SO_SNDBUF`` (1 to ``2**31 - 1`` bytes; Linux grants at
+    most ``net.core.rmem_max``/``wmem_max`` and doubles what it grants, so
+    ``stats().kernel_drops`` is the way to see whether it was enough).
 
-    Raises ``ValueError``/``TypeError`` for a malformed address or buffer
-    size (quoting it), ``socket.gaierror`` for a host that does not
-    resolve, and the kernel's ``OSError`` (e.g. ``EADDRINUSE``). A failed
-    call leaves no descriptor open. Thread-safe.
+    Raises ``ValueError``/``TypeError`` for a malformed address (four
+    numbers over 255 included) or buffer size (quoting it),
+    ``socket.gaierror`` for a host that does not resolve, and the kernel's
+    ``OSError`` with its errno, naming the address it could not bind
+    (e.g. ``EADDRINUSE``). A failed call leaves no descriptor open.
+    Thread-safe.
     """
     return _socket.listen_with(Socket, addr, rcvbuf=rcvbuf, sndbuf=sndbuf)
 

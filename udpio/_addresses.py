@@ -215,6 +215,12 @@ def resolve(addr: object) -> list[tuple[socket.AddressFamily, Address]]:
     does not resolve. Thread-safe.
     """
     host, port = parse(addr)
+    # Four numbers that are not an IPv4 address ("256.1.1.1") would go to the
+    # resolver as a name, and fail there as one that cannot be found.
+    numbers = host.split(".")
+    dotted = len(numbers) == 4 and all(n.isascii() and n.isdigit() for n in numbers)
+    if dotted and any(int(n) > 255 for n in numbers):
+        raise _invalid(addr, f"{host} is not an IPv4 address (each of its numbers must be 0-255)")
     try:
         infos = _getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE)
     except UnicodeError as exc:

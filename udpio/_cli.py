@@ -170,14 +170,6 @@ def run_until_signal(
         thread.join()
 
 
-def _listen(addr: str) -> udpio.Socket:
-    try:
-        return udpio.listen(addr)
-    except OSError as exc:
-        # "Address already in use" alone does not say which address.
-        raise OSError(exc.errno, f"cannot listen on {addr}: {exc.strerror or exc}") from None
-
-
 @dataclass
 class EchoCounts:
     """What the echo daemon did; ``summary()`` is its last line."""
@@ -230,7 +222,7 @@ def serve_echo(sock: udpio.Socket, counts: EchoCounts) -> None:
 
 
 def _echo(addr: str) -> int:
-    sock = _listen(addr)
+    sock = udpio.listen(addr)  # a port in use: its OSError names the address
     try:
         local = sock.local_addr()
         assert local is not None

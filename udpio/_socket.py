@@ -742,7 +742,7 @@ class Socket:
         _check_timeout(timeout)
         deadline = monotonic() + timeout
         if not self._writer.acquire(True, min(timeout, threading.TIMEOUT_MAX)):
-            raise TimeoutError(f"udpio: {what} timed out after {timeout} s waiting for another send")
+            raise TimeoutError(f"udpio: {what} timed out after {timeout + 0.0:g} s waiting for another send")
         return deadline
 
     def _give_writer(self) -> None:
@@ -767,9 +767,11 @@ class Socket:
     def _await_readable(self, deadline: Optional[float], timeout: Optional[float]) -> None:
         # One wait for the socket or the wake-up, then the closed check (C3).
         # Caller holds the reader role.
-        _wait(self._wait_readable, deadline, timeout, "recv")
+        # The same wait serves recv, recv_datagram and recv_batch (natively
+        # too): the message says what it waited for, not which call.
+        _wait(self._wait_readable, deadline, timeout, "the wait for a datagram")
         if self._closed:
-            raise ClosedError("closed while waiting in recv")
+            raise ClosedError("closed while waiting for a datagram") from None
 
     def _wait_and_send(
         self, send: Callable[[], int], deadline: Optional[float], timeout: Optional[float]
@@ -1050,7 +1052,9 @@ def _wait(
         return
     remaining = deadline - monotonic()
     if remaining <= 0:
-        raise TimeoutError(f"udpio: {what} timed out after {timeout} s")
+        # from None: raised while a "would block" is being handled, which
+        # says nothing to the caller. (A timeout of -0.0 is said as 0 s.)
+        raise TimeoutError(f"udpio: {what} timed out after {float(timeout or 0):g} s") from None
     # A selector cannot wait longer than its clock allows (epoll: about 24
     # days); a longer wait is several, each retried by the caller's loop.
     select(min(remaining, _LONGEST_WAIT))
@@ -1078,6 +1082,10 @@ def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception
     return type(exc)(f"udpio: bad destination {dst!r}: {exc}")
 
 
+#: The largest SO_RCVBUF/SO_SNDBUF a caller may ask for: the option is a C int.
+_MAX_BUFFER_SIZE: Final = 2**31 - 1
+
+
 def listen_with(
     cls: type[Socket], addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
 ) -> Socket:
@@ -1086,9 +1094,14 @@ def listen_with(
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool):
                 raise TypeError(f"udpio: {name} must be an int, not {type(size).__name__}")
-            if size <= 0:
-                raise ValueError(f"udpio: {name} must be positive, not {size}")
+            # A4: the option is a C int; past it setsockopt would take the
+            # value for a buffer to copy and say "a bytes-like object is
+            # required". (The kernel caps what it grants at its
+            # net.core.rmem_max / wmem_max without a word.)
+            if not 0 < size <= _MAX_BUFFER_SIZE:
+                raise ValueError(f"udpio: {name} must be 1 to {_MAX_BUFFER_SIZE} bytes, not {size}")
     first_error: Optional[OSError] = None
+    first_sockaddr: Optional[Address] = None
     for family, sockaddr in resolve(addr):
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -1101,12 +1114,17 @@ def listen_with(
         except OSError as exc:
             sock.close()
             if first_error is None:
-                first_error = exc
+                first_error, first_sockaddr = exc, sockaddr
         except BaseException:
             sock.close()
             raise
-    assert first_error is not None  # resolve() never returns an empty list
-    raise first_error
+    assert first_error is not None and first_sockaddr is not None  # resolve() never returns an empty list
+    # The kernel's error, its errno and class kept, naming the address
+    # ("Address already in use" alone does not say which).
+    raise type(first_error)(
+        first_error.errno,
+        f"udpio: cannot listen on {format_address(first_sockaddr)}: {first_error.strerror}",
+    ) from None
 
 
 def wrap_conn_with(cls: type[Socket], conn: socket.socket) -> Socket:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -268,3 +269,33 @@ def test_a4_the_smallest_buffer_sizes_are_accepted() -> None:
     # 1 byte is a valid request: the kernel rounds it up to its minimum.
     with udpio.listen("127.0.0.1:0", rcvbuf=1, sndbuf=1) as sock:
         assert sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1
+
+
+def test_a4_a_buffer_size_past_a_c_int_is_a_value_error_naming_it() -> None:
+    # It leaked setsockopt's own "a bytes-like object is required, not 'int'".
+    for name in ("rcvbuf", "sndbuf"):
+        for size in (1 << 40, 2**31, -1):
+            message = rf"^udpio: {name} must be 1 to 2147483647 bytes, not {size}$"
+            with pytest.raises(ValueError, match=message):
+                udpio.listen("127.0.0.1:0", **{name: size})
+    with udpio.listen("127.0.0.1:0", rcvbuf=2**31 - 1) as sock:  # the kernel caps it, silently
+        assert sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > 0
+
+
+def test_a2_a_port_in_use_names_the_address_it_could_not_bind() -> None:
+    with udpio.listen("127.0.0.1:0") as first:
+        local = first.local_addr()
+        assert local is not None
+        with pytest.raises(OSError) as info:
+            udpio.listen(f"127.0.0.1:{local[1]}")
+    assert type(info.value) is OSError and info.value.errno == errno.EADDRINUSE
+    assert str(info.value) == f"[Errno {errno.EADDRINUSE}] udpio: cannot listen on 127.0.0.1:{local[1]}: " + (
+        os.strerror(errno.EADDRINUSE)
+    )
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "1.2.3.999", "300.300.300.300"])
+def test_a2_four_numbers_over_255_are_not_an_ipv4_address(host: str) -> None:
+    # It went to the resolver as a name: gaierror "cannot resolve".
+    with pytest.raises(ValueError, match=rf"'{host}:0'.*{host} is not an IPv4 address"):
+        udpio.listen(f"{host}:0")

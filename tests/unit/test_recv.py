@@ -343,7 +343,7 @@ def test_r6_pool_is_thread_safe() -> None:
 def test_r7_timeout_raises_after_about_t() -> None:
     with pair() as (rx, _):
         start = time.monotonic()
-        with pytest.raises(TimeoutError, match=r"^udpio: recv timed out after 0\.2 s$"):
+        with pytest.raises(TimeoutError, match=r"^udpio: the wait for a datagram timed out after 0\.2 s$"):
             rx.recv(timeout=0.2)
         elapsed = time.monotonic() - start
         assert elapsed >= 0.19
@@ -527,3 +527,17 @@ def test_r7_s4_a_timeout_that_is_not_a_number_is_a_type_error_naming_it(timeout:
             with pytest.raises(TypeError, match=r"^udpio: timeout must be None or a number >= 0, not "):
                 call()
         assert sock.send(b"ok", dst) == 2  # usable after each
+
+
+@pytest.mark.parametrize("call", ["recv", "recv_datagram", "recv_batch"])
+@pytest.mark.parametrize("timeout", [0, -0.0])
+def test_r7_a_timeout_says_what_it_waited_for_and_nothing_else(call: str, timeout: float) -> None:
+    # A recv_batch timeout said "recv timed out", a timeout of -0.0 "after
+    # -0.0 s", and the pure backend's TimeoutError came with a chained
+    # BlockingIOError ("During handling of the above exception ...").
+    with pair() as (rx, _):
+        with pytest.raises(TimeoutError) as info:
+            getattr(rx, call)(timeout=timeout)
+        assert str(info.value) == "udpio: the wait for a datagram timed out after 0 s"
+        assert info.value.__cause__ is None
+        assert info.value.__context__ is None or info.value.__suppress_context__
