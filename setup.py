@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, CompileError, ExecError, PlatformError
 
 _BUILD_ERRORS = (CCompilerError, CompileError, ExecError, PlatformError, OSError)
+
+#: The file a failed build leaves in the package (udpio/_backend.py reads it).
+NOT_BUILT = "_speedups_not_built.txt"
 
 
 class _OptionalBuildExt(build_ext):
@@ -32,15 +36,34 @@ class _OptionalBuildExt(build_ext):
             super().run()
         except _BUILD_ERRORS as exc:
             for ext in self.extensions:
-                self._drop_stale(ext)
-            _warn(exc)
+                self._failed(ext, exc)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except _BUILD_ERRORS as exc:
-            self._drop_stale(ext)
-            _warn(exc)
+            self._failed(ext, exc)
+        else:
+            self._record(ext, None)
+
+    def _failed(self, ext: Extension, exc: BaseException) -> None:
+        self._drop_stale(ext)
+        self._record(ext, exc)
+        _warn(exc)
+
+    def _record(self, ext: Extension, exc: Optional[BaseException]) -> None:
+        # Why the build failed, beside where the extension would be: the
+        # wheel carries it, and `udpio --version` says it, since a plain
+        # `pip install .` shows no build output at all. A build that
+        # worked removes what an earlier one left.
+        reason = os.path.join(os.path.dirname(self.get_ext_fullpath(ext.name)), NOT_BUILT)
+        if exc is None:
+            if os.path.exists(reason):
+                os.remove(reason)
+            return
+        os.makedirs(os.path.dirname(reason), exist_ok=True)
+        with open(reason, "w", encoding="utf-8") as out:
+            out.write(f"{exc}\n")
 
     def _drop_stale(self, ext: Extension) -> None:
         # A build that failed must not ship an extension an earlier build

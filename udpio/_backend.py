@@ -33,12 +33,30 @@ def _load() -> tuple[type[_socket.Socket], Literal["native", "python"], str]:
         return native_socket(), "native", ""
     except ImportError as exc:  # not built, or built but not loadable (a missing symbol, another ABI)
         if not _built_here():
-            return _socket.Socket, "python", "the C extension is not built here"
+            return _socket.Socket, "python", not_built_reason(_package_folder())
         return _socket.Socket, "python", f"the C extension does not load: {exc}"
 
 
+def _package_folder() -> str:
+    return os.path.dirname(os.path.abspath(_socket.__file__))
+
+
 def _built_here() -> bool:
-    return _has_extension(os.path.dirname(os.path.abspath(_socket.__file__)))
+    return _has_extension(_package_folder())
+
+
+#: What setup.py leaves in the package when the build failed: the reason.
+_NOT_BUILT = "_speedups_not_built.txt"
+
+
+def not_built_reason(folder: str) -> str:
+    """Why the package in ``folder`` has no extension, as ``--version`` says it."""
+    try:
+        with open(os.path.join(folder, _NOT_BUILT), encoding="utf-8") as recorded:
+            reason = recorded.read().strip()
+    except OSError:
+        return "the C extension is not built here"
+    return f"the C extension failed to build at install time: {reason}"
 
 
 def _has_extension(folder: str) -> bool:

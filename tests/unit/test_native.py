@@ -15,6 +15,7 @@ import pytest
 
 import udpio
 from tests.helpers import HANG, PACKAGE_ROOT, child_env, full_send_buffer, join, run_in_thread, wait_blocked
+from udpio import _backend
 
 # The extension's sources, from the checkout the tests run in (an installed
 # wheel carries only the built module).
@@ -222,3 +223,15 @@ def test_n2_a_failed_build_never_ships_an_extension_an_earlier_build_left(
     assert failed.returncode == 0, failed.stderr  # the install goes on, pure
     assert "WARNING: udpio: the C extension was not built" in failed.stderr
     assert not list((tmp_path / "lib" / "udpio").glob("_speedups*.so")), "a stale extension would ship"
+    # A plain `pip install .` shows none of that output: the install keeps
+    # the reason, and `udpio --version` says it (it said only "not built").
+    reason = _backend.not_built_reason(str(tmp_path / "lib" / "udpio"))
+    assert reason.startswith("the C extension failed to build at install time: "), reason
+    assert "/bin/false" in reason, reason
+    again = subprocess.run(
+        [sys.executable, *build], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert list((tmp_path / "lib" / "udpio").glob("_speedups*.so"))
+    assert not (tmp_path / "lib" / "udpio" / "_speedups_not_built.txt").exists(), "a stale reason would ship"
+    assert _backend.not_built_reason(str(tmp_path / "lib" / "udpio")) == "the C extension is not built here"

@@ -541,3 +541,33 @@ def test_r7_a_timeout_says_what_it_waited_for_and_nothing_else(call: str, timeou
         assert str(info.value) == "udpio: the wait for a datagram timed out after 0 s"
         assert info.value.__cause__ is None
         assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+def test_r3_a_released_frame_fails_every_read_but_compares_unequal() -> None:
+    # What the README says, exactly: every read of a released frame raises
+    # ValueError; == is quietly False and repr works, as for any released
+    # memoryview (a user took the first for a bug of ours).
+    with pair() as (rx, tx):
+        tx.send(b"one", rx.local_addr())  # type: ignore[arg-type]
+        tx.send(b"two", rx.local_addr())  # type: ignore[arg-type]
+        frame, _ = rx.recv(timeout=HANG)
+        assert frame.tobytes() == b"one"
+        rx.recv(timeout=HANG)
+        reads: list[Callable[[memoryview], object]] = [
+            bytes,
+            len,
+            lambda f: f[0],
+            lambda f: f[1:],
+            list,
+            lambda f: 1 in f,
+            hash,
+            bool,
+            lambda f: f.tobytes(),
+            memoryview,
+        ]
+        for read in reads:
+            with pytest.raises(ValueError, match="released"):
+                read(frame)
+        one: object = b"one"
+        assert (frame == one) is False and frame != one
+        assert repr(frame).startswith("<released memory at 0x") and str(frame) == repr(frame)
