@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 import udpio
 
 T = TypeVar("T")
@@ -372,3 +374,31 @@ def public_names() -> dict[str, list[str]]:
                     members |= {m for m in vars(klass) if not m.startswith("_")}
         names[f"udpio.{name}"] = sorted(members)
     return names
+
+
+# -- real clients from Debian's packages -------------------------------------
+
+
+def dig(*args: str, runner: tuple[str, ...] = ()) -> str:
+    """``dig +short`` of an A query, in ``runner`` (e.g. ``ip netns exec NS``); its answer."""
+    result = subprocess.run(
+        [*runner, "dig", *args, "x.example.", "A", "+short", "+tries=1", "+time=3"],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
+    return result.stdout.strip() or f"(no answer: exit {result.returncode}: {result.stdout}{result.stderr})"
+
+
+def need_dig() -> None:
+    if shutil.which("dig") is None:
+        if os.environ.get("UDPIO_TEST_REQUIRE_TOOLS"):
+            pytest.fail("dig must be installed here (Debian: dnsutils)")
+        pytest.skip("needs dig (Debian: dnsutils)")
+
+
+def need_dnsperf() -> None:
+    if shutil.which("dnsperf") is None:
+        if os.environ.get("UDPIO_TEST_REQUIRE_TOOLS"):
+            pytest.fail("dnsperf must be installed here (Debian: dnsperf)")
+        pytest.skip("needs dnsperf (Debian: dnsperf)")

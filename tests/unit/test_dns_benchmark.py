@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import HANG, PACKAGE_ROOT, child_env, readline_within
-from tests.unit.test_readme import dig, need_dig, need_dnsperf
+from tests.helpers import HANG, PACKAGE_ROOT, child_env, dig, need_dig, need_dnsperf, readline_within
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dns_server.py"
 LOOPS = ["plain", "asyncio", "udpio reply", "udpio batch"]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,12 +16,14 @@ from tests.helpers import (
     PACKAGE_ROOT,
     blocked_signals,
     child_env,
+    dig,
     in_sigwait,
+    need_dig,
+    need_dnsperf,
     plain_peer,
     readline_within,
 )
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.readme_examples import README, every_address_example, examples, responder
 
 
 def _example() -> str:
@@ -76,12 +75,6 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals
             proc.communicate(timeout=HANG)
 
 
-def _examples() -> dict[str, str]:
-    text = README.read_text(encoding="utf-8")
-    found = re.findall(r"<!-- example: (\w+) -->\n```python\n(.*?)```", text, re.S)
-    return dict(found)
-
-
 #: What each README example prints (the client's replies come in any order).
 EXPECTED = {
     "client": sorted(f"b'n={n}'" for n in range(8)),
@@ -94,12 +87,12 @@ EXPECTED = {
 @pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
-    examples = _examples()
-    assert set(examples) == set(EXPECTED) | {"every_address", "many_peers"}, (
+    found = examples()
+    assert set(found) == set(EXPECTED) | {"every_address", "many_peers"}, (
         "a README example has no test, or lost it"
     )
     result = subprocess.run(
-        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", examples[name]],
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", found[name]],
         capture_output=True,
         text=True,
         timeout=HANG * 3,
@@ -109,52 +102,6 @@ def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert sorted(result.stdout.splitlines()) == EXPECTED[name]
-
-
-def dig(*args: str, runner: tuple[str, ...] = ()) -> str:
-    """``dig +short`` of an A query, in ``runner`` (e.g. ``ip netns exec NS``); its answer."""
-    result = subprocess.run(
-        [*runner, "dig", *args, "x.example.", "A", "+short", "+tries=1", "+time=3"],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-    )
-    return result.stdout.strip() or f"(no answer: exit {result.returncode}: {result.stdout}{result.stderr})"
-
-
-def need_dig() -> None:
-    if shutil.which("dig") is None:
-        if os.environ.get("UDPIO_TEST_REQUIRE_TOOLS"):
-            pytest.fail("dig must be installed here (Debian: dnsutils)")
-        pytest.skip("needs dig (Debian: dnsutils)")
-
-
-def every_address_example(bind: str) -> str:
-    """The README's wildcard responder, bound to ``bind`` (port 0: it prints the real one)."""
-    code = _examples()["every_address"]
-    assert 'udpio.listen("0.0.0.0:5353")' in code
-    return code.replace('udpio.listen("0.0.0.0:5353")', f'udpio.listen("{bind}")')
-
-
-@contextmanager
-def responder(code: str, runner: tuple[str, ...] = ()) -> Iterator[int]:
-    """Run the responder; yield its port; stop it."""
-    proc = subprocess.Popen(
-        [*runner, sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
-        line = readline_within(proc, HANG)
-        match = re.search(r", (\d+)", line)
-        assert match, f"no port in {line!r}"
-        yield int(match.group(1))
-    finally:
-        proc.kill()
-        proc.communicate(timeout=HANG)
 
 
 @pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
@@ -167,21 +114,14 @@ def test_m2_readme_wildcard_responder_answers_dig_on_every_loopback_address() ->
             assert dig(f"@{asked}", "-p", str(port)) == "127.0.0.1", asked
 
 
-def need_dnsperf() -> None:
-    if shutil.which("dnsperf") is None:
-        if os.environ.get("UDPIO_TEST_REQUIRE_TOOLS"):
-            pytest.fail("dnsperf must be installed here (Debian: dnsperf)")
-        pytest.skip("needs dnsperf (Debian: dnsperf)")
-
-
 @pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
 def test_k1_k2_readme_many_peers_responder_answers_dig_and_dnsperf(tmp_path: Path) -> None:
     # The batched responder answers every client from the address it asked
     # (dig's connected socket hears nothing else), and under a real load
     # generator loses nothing: every query dnsperf sent was answered.
     need_dig()
-    code = _examples()["many_peers"]
-    bind = 'udpio.listen("0.0.0.0:5353", rcvbuf=4 << 20)'
+    code = examples()["many_peers"]
+    bind = 'udpio.listen("0.0.0.0:5300", rcvbuf=4 << 20)'
     assert bind in code
     with responder(code.replace(bind, 'udpio.listen("0.0.0.0:0", rcvbuf=4 << 20)')) as port:
         for asked in ("127.0.0.1", "127.0.0.2", "127.1.2.3"):
@@ -198,3 +138,32 @@ def test_k1_k2_readme_many_peers_responder_answers_dig_and_dnsperf(tmp_path: Pat
         lost = re.search(r"Queries lost:\s+(\d+)", result.stdout)
         assert completed and lost, result.stdout
         assert int(completed.group(1)) > 100 and int(lost.group(1)) == 0, result.stdout
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+@pytest.mark.parametrize("name", ["every_address", "many_peers"])
+def test_d1_readme_dns_examples_say_where_they_listen_and_stop_quietly_on_ctrl_c(name: str) -> None:
+    # They printed the address as a tuple, bound mDNS's port 5353 (taken on
+    # many desktops) and ended Ctrl-C with a traceback.
+    code = examples()[name]
+    bind = re.search(r'udpio\.listen\("0\.0\.0\.0:(\d+)"', code)
+    assert bind and bind.group(1) != "5353", "the example binds mDNS's port"
+    code = code.replace(f"0.0.0.0:{bind.group(1)}", "0.0.0.0:0")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    try:
+        line = readline_within(proc, HANG)
+        assert re.fullmatch(r"listening on 0\.0\.0\.0:[1-9]\d*\n", line), line
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0 and err == "", err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=HANG)

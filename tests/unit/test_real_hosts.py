@@ -18,9 +18,9 @@ import socket
 import pytest
 
 import udpio
-from tests.helpers import HANG, numbered
+from tests.helpers import HANG, dig, need_dig, numbered
 from tests.netns import BROADCAST4, CLIENT4, SERVER4, SERVER6, Host, two_hosts
-from tests.unit.test_readme import README, dig, every_address_example, need_dig, responder
+from tests.readme_examples import README, every_address_example, responder
 
 
 def _connected(host: Host, family: int, address: str, port: int) -> socket.socket:
