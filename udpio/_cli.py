@@ -22,6 +22,7 @@ from typing import Optional
 import udpio
 from udpio import _backend
 from udpio._addresses import format_address, parse, resolve
+from udpio._bench.figures import MEASURED
 
 __all__ = ["STOP_SIGNALS", "EchoCounts", "main", "run", "run_until_signal", "serve_echo", "signals_blocked"]
 
@@ -91,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     bench = commands.add_parser(
-        "bench", help="measure P1-P8 (docs/reference.md) for each backend, beside the standard library"
+        "bench",
+        help=f"measure {', '.join(MEASURED)} (docs/reference.md) for each backend, beside the stdlib",
     )
     bench.add_argument(
         "--quick", action="store_true", help="fewer rounds: a few seconds (the full run takes about a minute)"

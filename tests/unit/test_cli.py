@@ -371,6 +371,12 @@ def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_p11_bench_measures_every_figure_with_consis
     assert rows == {
         (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11") for name in kinds
     } | ({("P8", "native, GRO off"), ("P10", "native")} if "native" in kinds else set())
+    # What --help says it measures is what it measures (it said "P1-P8"
+    # and printed P10 and P11 too).
+    assert {rule.split()[0] for rule, _ in rows} == set(_bench.MEASURED) - ({"P10"} - {r for r, _ in rows})
+    assert f"measure {', '.join(_bench.MEASURED)} (docs/reference.md)" in " ".join(
+        _udpio("--help").stdout.split()
+    )
     # P11: memory per Socket (one datagram, a batch of 64) for every backend,
     # each verdict read off the printed KiB; natively the first recv too.
     p11 = [f for f in figures if f.rule == "P11"]

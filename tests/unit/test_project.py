@@ -152,3 +152,25 @@ def test_c3_readme_reader_loop_catches_closed_error_before_oserror() -> None:
     loop = readme.split("## A daemon's reader loop", 1)[1].split("```", 2)[1]
     assert loop.index("except udpio.ClosedError") < loop.index("except OSError")
     assert "ClosedError" in _read("docs/reference.md").split("## Concurrency (C)")[0]
+
+
+def test_d1_readme_and_changelog_quote_the_benchmarks_headline_figures() -> None:
+    # The README said "1.3x" for the batched dnsperf responder where the
+    # benchmarks page said 1.15x-1.36x, and "26 KiB" a Socket where it said 28.
+    headline = _read("docs/benchmarks.md").split("## Which workload each headline figure is for")[1]
+    headline = " ".join(headline.split("\n## ")[0].split())
+    memory = re.search(r"Memory per Socket, (\d+) KiB", headline)
+    p9 = re.search(r"Many peers, one small answer each, (\S+x) the queries per second", headline)
+    reply = re.search(r"`recv_datagram` \+ `reply`: (\S+x)\)", headline)
+    assert memory and p9 and reply, "the headline list lost a figure this test reads"
+    readme = " ".join(_read("README.md").split())
+    changelog = " ".join(_read("CHANGELOG.md").split())
+    for page, text in (("README.md", readme), ("CHANGELOG.md", changelog)):
+        quoted = set(re.findall(r"(\d+) KiB resident per Socket|holds about (\d+) KiB, and one whose", text))
+        assert {kib for pair in quoted for kib in pair if kib} <= {memory.group(1)}, page
+    assert f"holds about {memory.group(1)} KiB" in readme
+    assert readme.count(f"answer {p9.group(1)} the queries per second") == 1
+    assert readme.count(f"answered {p9.group(1)} the queries per second") == 1
+    assert readme.count(f"`recv_datagram` + `reply` {reply.group(1)}") == 1
+    assert readme.count(f"loop {reply.group(1)}") == 1
+    assert "1.3x the queries" not in readme

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["LIMITS", "Config", "Figure", "format_time", "ratio_figure"]
+__all__ = ["LIMITS", "MEASURED", "Config", "Figure", "format_time", "ratio_figure"]
+
+#: The P rules (docs/reference.md) the benchmark measures: `udpio --help`
+#: says these, and a test holds a run's rows to them.
+MEASURED = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P10", "P11")
 
 
 @dataclass(frozen=True)
