@@ -17,7 +17,10 @@ full speed (no rate limit) with 4 client sockets and 2,000 queries
 outstanding for ``--seconds``, and the loops take turns round after round,
 so a busy moment of this shared machine falls on all of them. The table
 gives the median over the rounds of queries per second, the queries lost
-(all rounds) and the average latency, each beside the plain loop's. Where
+(all rounds), the average latency and the responder's CPU time (user +
+system) per answered query, each beside the plain loop's. Queries/s tells
+which side is the limit here; CPU per query is the responder's own cost,
+the figure a loaded machine or a slow client does not distort. Where
 dnsperf is missing it says how to install it and exits 0 having measured
 nothing (``udpio bench`` needs nothing installed; this does).
 """
@@ -141,6 +144,19 @@ _FIGURES = {
 }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds (Linux: /proc/PID/stat).
+
+    The figure a busy machine or a slow client does not distort: queries/s
+    measures whichever side is the limit, CPU per answered query measures
+    the responder.
+    """
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])  # the stat fields 14 and 15
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def _has(module: str) -> bool:
     try:
         __import__(module)
@@ -175,7 +191,9 @@ def _run_one(loop: str, queries: str, seconds: float, clients: int, outstanding:
         # burst of answers must not overflow the load generator's own
         # sockets, or "lost" would measure dnsperf, not the responder.
         command += ["-c", str(clients), "-q", str(outstanding), "-t", "1", "-b", str(_buffer_kib())]
+        cpu_before = cpu_seconds(server.pid)
         out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+        cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         try:
@@ -189,6 +207,8 @@ def _run_one(loop: str, queries: str, seconds: float, clients: int, outstanding:
         if found is None:
             raise RuntimeError(f"dnsperf printed no {name} figure:\n{out}")
         figures[name] = float(found.group(1))
+    answered = figures["sent"] - figures["lost"]
+    figures["cpu"] = cpu / answered if answered else float("nan")
     return figures
 
 
@@ -210,6 +230,7 @@ def measure(
             "lost": sum(r["lost"] for r in got),
             "sent": sum(r["sent"] for r in got),
             "latency": statistics.median(r["latency"] for r in got),
+            "cpu": statistics.median(r["cpu"] for r in got),
         }
         for loop, got in runs.items()
     }
@@ -219,14 +240,16 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     """The table, each loop beside the plain loop: queries/s and its ratio, lost, latency."""
     plain = results["plain"]
     lines = [
-        "| responder loop | queries/s | vs plain | queries lost | avg latency | vs plain |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| responder loop | queries/s | vs plain | queries lost | avg latency | vs plain "
+        "| CPU per answered query | vs plain |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for loop, r in results.items():
         lines.append(
             f"| {loop} | {r['qps']:,.0f} | {r['qps'] / plain['qps']:.2f}x "
             f"| {r['lost']:,.0f} of {r['sent']:,.0f} "
-            f"| {r['latency'] * 1e6:,.0f} µs | {r['latency'] / plain['latency']:.2f}x |"
+            f"| {r['latency'] * 1e6:,.0f} µs | {r['latency'] / plain['latency']:.2f}x "
+            f"| {r['cpu'] * 1e6:.2f} µs | {r['cpu'] / plain['cpu']:.2f}x |"
         )
     return "\n".join(lines)
 

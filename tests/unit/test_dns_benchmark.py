@@ -61,6 +61,11 @@ def test_p9_the_benchmark_measures_every_loop_against_the_plain_one(tmp_path: Pa
         assert loop["qps"] > 0 and loop["sent"] > 0 and 0 <= loop["lost"] <= loop["sent"], name
         ratio = round(loop["qps"] / loops["plain"]["qps"], 2)
         assert f"| {name} | {loop['qps']:,.0f} | {ratio:.2f}x |" in result.stdout
+        # The responder's CPU per answered query, beside queries/s: a few
+        # microseconds, not nothing and not the whole run.
+        assert 0 < loop["cpu"] < 0.01, name
+        cpu_ratio = loop["cpu"] / loops["plain"]["cpu"]
+        assert f"| {loop['cpu'] * 1e6:.2f} µs | {cpu_ratio:.2f}x |" in result.stdout
     batch = round(loops["udpio batch"]["qps"] / loops["plain"]["qps"], 2)
     reply = round(loops["udpio reply"]["qps"] / loops["plain"]["qps"], 2)
     lost = max(loops["udpio batch"]["lost"], loops["udpio reply"]["lost"]) <= loops["plain"]["lost"]
