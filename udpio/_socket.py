@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import selectors
 import socket
 import threading
@@ -32,7 +33,18 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Optional, Protocol, Self, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    NamedTuple,
+    Optional,
+    Protocol,
+    Self,
+    TypeVar,
+    Union,
+)
 
 from udpio import _cmsg
 from udpio._addresses import (
@@ -491,12 +503,32 @@ class Socket:
                 raise _bad_send_arguments(frame, dst, exc) from None
             except socket.gaierror as exc:  # the other family's address, or a name
                 nbytes = self._send_after_resolver_error(frame, dst, exc, deadline, timeout)
+            except OSError as exc:
+                explained = self._explain_send_error(frame, dst, exc.errno or 0)
+                if explained is None:
+                    raise
+                raise explained from None
             self._sent += 1
             return nbytes
         finally:
             if self._send_exit_releases:
                 self._release()
             writer.release()
+
+    def _explain_send_error(self, frame: ReadableBuffer, dst: object, err: int) -> Optional[OSError]:
+        # S5: the kernel's error for this send, its class and errno kept,
+        # saying what it means where udpio can (a datagram larger than UDP
+        # carries, port 0); None where the kernel's own words are all there
+        # is, and the error goes on as it came. Natively, send.c asks too.
+        if err == errno.EMSGSIZE:
+            size, largest = memoryview(frame).nbytes, largest_payload(self._family, dst)
+            if size > largest:
+                over = "IPv6" if largest == 65527 else "IPv4"
+                why = f"a datagram of {size:,} bytes is more than UDP over {over} carries ({largest:,})"
+                return OSError(err, f"udpio: {why}: {os.strerror(err)}")
+        if err == errno.EINVAL and isinstance(dst, tuple) and len(dst) >= 2 and dst[1] == 0:
+            return OSError(err, f"udpio: cannot send to port 0 ({dst!r}): {os.strerror(err)}")
+        return None
 
     def _send_after_resolver_error(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import errno
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -353,3 +354,42 @@ def test_s3_a_name_that_does_not_resolve_is_the_resolvers_error_naming_it() -> N
             with pytest.raises(socket.gaierror) as info:
                 call()
             assert repr(host) in str(info.value) and info.value.errno is not None
+
+
+def test_s5_an_oversized_datagram_says_the_limit_and_keeps_the_errno(loopback: str) -> None:
+    # send said a bare "Message too long" where send_batch explained the limit.
+    host = f"[{loopback}]" if ":" in loopback else loopback
+    largest, over = (65527, "IPv6") if ":" in loopback else (65507, "IPv4")
+    with (
+        udpio.listen(f"{host}:0") as sock,
+        plain_peer(socket.AF_INET6 if ":" in loopback else socket.AF_INET) as peer,
+    ):
+        with pytest.raises(OSError) as info:
+            sock.send(b"x" * (largest + 1), peer.getsockname())
+        assert type(info.value) is OSError and info.value.errno == errno.EMSGSIZE
+        assert str(info.value) == (
+            f"[Errno {errno.EMSGSIZE}] udpio: a datagram of {largest + 1:,} bytes is more than UDP over "
+            f"{over} carries ({largest:,}): {os.strerror(errno.EMSGSIZE)}"
+        )
+        assert info.value.__context__ is None or info.value.__suppress_context__
+        assert sock.send(b"x" * largest, peer.getsockname()) == largest  # the limit itself goes
+
+
+def test_s5_a_send_to_port_0_says_so_and_keeps_the_errno() -> None:
+    # It was a bare "[Errno 22] Invalid argument".
+    with udpio.listen("127.0.0.1:0") as sock:
+        with pytest.raises(OSError) as info:
+            sock.send(b"x", ("127.0.0.1", 0))
+        assert type(info.value) is OSError and info.value.errno == errno.EINVAL
+        why = f"udpio: cannot send to port 0 (('127.0.0.1', 0)): {os.strerror(errno.EINVAL)}"
+        assert str(info.value) == f"[Errno {errno.EINVAL}] {why}"
+        assert sock.send(b"ok", ("127.0.0.1", 9)) == 2  # S3: the Socket stays usable
+
+
+def test_s5_a_kernel_error_udpio_cannot_explain_passes_verbatim() -> None:
+    # EACCES (a broadcast without SO_BROADCAST): the kernel's own words.
+    with udpio.listen("127.0.0.1:0") as sock:
+        with pytest.raises(PermissionError) as info:
+            sock.send(b"x", ("255.255.255.255", 9))
+        assert info.value.errno == errno.EACCES
+        assert str(info.value) == f"[Errno {errno.EACCES}] {os.strerror(errno.EACCES)}"

@@ -74,7 +74,8 @@ udpio_exec(PyObject *module)
         intern(&st->str_check_frames_slow, "_check_frames_slow") < 0 ||
         intern(&st->str_send_many_slow, "_send_many_slow") < 0 ||
         intern(&st->str_reply_slow, "_reply_slow") < 0 ||
-        intern(&st->str_source_cmsg, "_source_cmsg") < 0) {
+        intern(&st->str_source_cmsg, "_source_cmsg") < 0 ||
+        intern(&st->str_explain_send_error, "_explain_send_error") < 0) {
         return -1;
     }
     return 0;
@@ -120,6 +121,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_send_many_slow);
     Py_CLEAR(st->str_reply_slow);
     Py_CLEAR(st->str_source_cmsg);
+    Py_CLEAR(st->str_explain_send_error);
     return 0;
 }
 

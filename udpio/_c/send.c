@@ -85,6 +85,7 @@ send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, P
 
 static PyObject *send_one(CoreObject *self, PyObject *frame, PyObject *dst, PyObject *timeout,
                           PyObject *src);
+static PyObject *send_error(CoreObject *self, PyObject *frame, PyObject *dst, int err);
 
 PyObject *
 Core_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -135,8 +136,36 @@ send_one(CoreObject *self, PyObject *frame, PyObject *dst, PyObject *timeout, Py
     if (n == -2 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
         return send_slow(self, frame, dst, timeout, src);
     }
+    return send_error(self, frame, dst, err);
+}
+
+/* S5: the kernel's error, its errno kept; where the twin can say what it
+ * means (a datagram larger than UDP carries, port 0), in its words
+ * (Socket._explain_send_error, which returns None otherwise). Always NULL. */
+static PyObject *
+send_error(CoreObject *self, PyObject *frame, PyObject *dst, int err)
+{
+    if (err == EMSGSIZE || err == EINVAL) {
+        PyObject *code = PyLong_FromLong(err);
+        if (code == NULL) {
+            return NULL;
+        }
+        PyObject *args[] = {(PyObject *)self, frame, dst, code};
+        PyObject *explained = PyObject_VectorcallMethod(self->state->str_explain_send_error, args,
+                                                        4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(code);
+        if (explained == NULL) {
+            return NULL;
+        }
+        if (explained != Py_None) {
+            PyErr_SetObject((PyObject *)Py_TYPE(explained), explained);
+            Py_DECREF(explained);
+            return NULL;
+        }
+        Py_DECREF(explained);
+    }
     errno = err;
-    return PyErr_SetFromErrno(PyExc_OSError); /* S5: the kernel's error, verbatim */
+    return PyErr_SetFromErrno(PyExc_OSError); /* nothing to add: verbatim */
 }
 
 /* M2: whether `ip` (network order) can be a source: not the wildcard, the

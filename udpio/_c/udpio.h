@@ -73,6 +73,7 @@ typedef struct {
     PyObject *str_send_many_slow;
     PyObject *str_reply_slow;
     PyObject *str_source_cmsg;
+    PyObject *str_explain_send_error;
 } udpio_state;
 
 UDPIO_INTERNAL extern struct PyModuleDef udpio_module;
