@@ -20,14 +20,16 @@ from typing import Optional, Union
 from udpio import _socket
 from udpio._addresses import Address
 from udpio._backend import BACKEND, Socket
+from udpio._daemon import serve
 from udpio._datagram import Datagram, Stats
 from udpio._errors import ClosedError, ConcurrentRecvError, datagrams_sent
+from udpio._group import Group
 
 #: Alias kept for the Go-flavoured name of the seed API.
 ErrClosed = ClosedError
 
 # Public names say where users import them from (help(), reprs, the API page).
-for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError):
+for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError, Group, serve):
     _public.__module__ = __name__
 del _public
 
@@ -38,10 +40,12 @@ __all__ = [
     "ConcurrentRecvError",
     "Datagram",
     "ErrClosed",
+    "Group",
     "Socket",
     "Stats",
     "datagrams_sent",
     "listen",
+    "serve",
     "wrap_conn",
 ]
 
@@ -55,7 +59,11 @@ def __dir__() -> list[str]:
 
 
 def listen(
-    addr: Union[str, tuple[str, int]], *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
+    addr: Union[str, tuple[str, int]],
+    *,
+    rcvbuf: Optional[int] = None,
+    sndbuf: Optional[int] = None,
+    reuse_port: bool = False,
 ) -> Socket:
     """Resolve ``addr``, bind a UDP socket to it, and return it as a Socket.
 
@@ -67,6 +75,15 @@ def listen(
     most ``net.core.rmem_max``/``wmem_max`` and doubles what it grants, so
     ``stats().kernel_drops`` is the way to see whether it was enough).
 
+    ``reuse_port=True`` sets ``SO_REUSEPORT`` before binding: Sockets that
+    all set it, in this process or others, share the address, each
+    datagram going to one of them and one client's datagrams to the same
+    one while the members stay the same (see :class:`Group`, which does
+    this for a group of workers). Where the platform has no
+    ``SO_REUSEPORT`` it is an ``OSError`` naming it, before anything is
+    bound; binding where a socket without the option holds the address
+    is the kernel's ``EADDRINUSE``.
+
     Raises ``ValueError``/``TypeError`` for a malformed address (four
     numbers over 255 included) or buffer size (quoting it),
     ``socket.gaierror`` for a host that does not resolve, and the kernel's
@@ -74,7 +91,7 @@ def listen(
     (e.g. ``EADDRINUSE``). A failed call leaves no descriptor open.
     Thread-safe.
     """
-    return _socket.listen_with(Socket, addr, rcvbuf=rcvbuf, sndbuf=sndbuf)
+    return _socket.listen_with(Socket, addr, rcvbuf=rcvbuf, sndbuf=sndbuf, reuse_port=reuse_port)
 
 
 def wrap_conn(conn: socket.socket) -> Socket:

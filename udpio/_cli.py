@@ -8,14 +8,10 @@ thread calling ``recv`` in a loop, and its signal handlers do nothing but
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import os
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,8 +19,9 @@ import udpio
 from udpio import _backend
 from udpio._addresses import format_address, parse, resolve
 from udpio._bench.figures import MEASURED
+from udpio._daemon import run_group, run_until_signal
 
-__all__ = ["STOP_SIGNALS", "EchoCounts", "main", "run", "run_until_signal", "serve_echo", "signals_blocked"]
+__all__ = ["EchoCounts", "echo_worker", "main", "run", "serve_echo"]
 
 DEFAULT_ECHO_ADDR = "127.0.0.1:9999"
 
@@ -37,6 +34,12 @@ def _address(text: str) -> str:
     except (ValueError, TypeError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _workers(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _timeout(text: str) -> float:
@@ -78,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help=f"where to listen (default {DEFAULT_ECHO_ADDR}; port 0 picks one)",
     )
+    echo.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the address (udpio.Group; default 1: one Socket in this process)",
+    )
 
     send = commands.add_parser("send", help="send one datagram, optionally wait for a reply")
     send.add_argument("addr", type=_address, metavar="ADDR", help="destination host:port")
@@ -104,72 +114,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-#: The signals that stop the echo daemon.
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextlib.contextmanager
-def signals_blocked(signals: set[signal.Signals]) -> Iterator[None]:
-    """Block ``signals`` in this thread for the block; threads started inside inherit the mask."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def run_until_signal(
-    serve: Callable[[], None],
-    stop: Callable[[], None],
-    signals: set[signal.Signals] = STOP_SIGNALS,
-    ready: Callable[[], None] = lambda: None,
-) -> None:
-    """Run ``serve`` on a thread until one of ``signals`` arrives; then ``stop()`` and join it.
-
-    ``ready()`` runs once the signals are taken care of and ``serve`` runs:
-    that is when a daemon may say it is ready, since a supervisor may send
-    SIGTERM the moment it reads that (before, one sent right after the
-    readiness line met the default action and killed the daemon).
-
-    Why not a handler and ``thread.join()``: a process-directed signal may
-    land on any thread that does not block it, but CPython runs handlers
-    only on the main thread, which nothing wakes from ``join()`` if another
-    thread took the signal; and even when the main thread takes it, a
-    signal that arrives just before the main thread goes to sleep in
-    ``join()`` runs its C handler but wakes no one. Both hang a daemon now
-    and then. Here every thread blocks the signals (the server thread
-    inherits the mask) and the main thread takes them with ``sigwait``: a
-    pending signal cannot be missed. If ``serve`` ends on its own, it
-    signals this process so the wait ends too. Call from the main thread.
-    """
-    if not hasattr(signal, "sigwait"):  # no POSIX signal masks (Windows): handlers only reach main
-        for sig in signals:
-            signal.signal(sig, lambda signum, frame: stop())
-        thread = threading.Thread(target=serve, name="udpio-server")
-        thread.start()
-        ready()
-        thread.join()
-        return
-
-    stopping = threading.Event()
-
-    def serve_then_wake() -> None:
-        try:
-            serve()
-        finally:
-            if not stopping.is_set():  # ended by itself (an error): end the wait below
-                os.kill(os.getpid(), next(iter(signals)))
-
-    with signals_blocked(signals):
-        thread = threading.Thread(target=serve_then_wake, name="udpio-server")
-        thread.start()
-        ready()  # a signal from here on stays pending until sigwait takes it
-        signal.sigwait(signals)
-        stopping.set()
-        stop()
-        thread.join()
 
 
 @dataclass
@@ -241,6 +185,30 @@ def _echo(addr: str) -> int:
     return 0
 
 
+def echo_worker(sock: udpio.Socket) -> None:
+    """One worker of ``echo --workers N``: the echo loop on its own Socket (G5)."""
+    serve_echo(sock, EchoCounts())
+
+
+def _echo_group(addr: str, workers: int) -> int:
+    group = udpio.Group(addr, echo_worker, workers=workers)
+
+    def ready() -> None:
+        local = group.local_addr()
+        assert local is not None
+        print(f"listening on {format_address(local)}", flush=True)
+
+    status = run_group(group, ready=ready)
+    total = group.stats()  # every worker's, the replaced ones included (G6)
+    print(
+        f"received {_plural(total.received, 'datagram')}, sent {_plural(total.sent, 'datagram')}; "
+        f"the kernel dropped {total.kernel_drops} ({_plural(workers, 'worker')}, "
+        f"{_plural(group.restarts, 'restart')})",
+        flush=True,
+    )
+    return status
+
+
 def _send(addr: str, message: str, want_reply: bool, timeout: float) -> int:
     family, dst = resolve(addr)[0]
     conn = socket.socket(family, socket.SOCK_DGRAM)
@@ -273,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "echo":
-            return _echo(args.addr)
+            return _echo(args.addr) if args.workers == 1 else _echo_group(args.addr, args.workers)
         if args.command == "send":
             return _send(args.addr, args.message, args.reply, args.timeout)
         from udpio._bench import main as bench_main

@@ -1119,9 +1119,18 @@ _MAX_BUFFER_SIZE: Final = 2**31 - 1
 
 
 def listen_with(
-    cls: type[Socket], addr: object, *, rcvbuf: Optional[int] = None, sndbuf: Optional[int] = None
+    cls: type[Socket],
+    addr: object,
+    *,
+    rcvbuf: Optional[int] = None,
+    sndbuf: Optional[int] = None,
+    reuse_port: bool = False,
 ) -> Socket:
     """``udpio.listen`` for the Socket class ``cls`` (a backend's)."""
+    if not isinstance(reuse_port, bool):
+        raise TypeError(f"udpio: reuse_port must be True or False, not {reuse_port!r}")
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):  # G1: before anything is bound
+        raise OSError(errno.ENOPROTOOPT, "udpio: reuse_port: this platform has no SO_REUSEPORT")
     for name, size in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool):
@@ -1141,6 +1150,8 @@ def listen_with(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             if sndbuf is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+            if reuse_port:  # G1: before bind, or the kernel refuses to share the address
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(sockaddr)
             return cls(sock)
         except OSError as exc:

@@ -513,3 +513,39 @@ def test_s3_cli_send_to_a_host_that_does_not_resolve_names_it() -> None:
     too_long = _udpio("send", "a" * 64 + ":9", "hi")  # a label idna cannot encode
     assert too_long.returncode == 2
     assert "invalid address" in too_long.stderr and "Traceback" not in too_long.stderr
+
+
+def test_g5_echo_with_two_workers_answers_from_both_and_sums_them_up() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "udpio", "echo", "127.0.0.1:0", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    try:
+        line = readline_within(proc, HANG)
+        assert line.startswith("listening on 127.0.0.1:"), line
+        addr = parse(line[len("listening on ") : -1])
+        for i in range(40):  # 40 source ports: both workers get some
+            with plain_peer() as peer:
+                peer.sendto(b"%d" % i, addr)
+                assert peer.recvfrom(100)[0] == b"%d" % i
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0, err
+        assert (
+            out == "received 40 datagrams, sent 40 datagrams; the kernel dropped 0 (2 workers, 0 restarts)\n"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=HANG)
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two", "1.5"])
+def test_cli_echo_refuses_a_bad_worker_count(workers: str) -> None:
+    result = _udpio("echo", "127.0.0.1:0", "--workers", workers)
+    assert result.returncode == 2
+    assert "--workers must be a whole number of at least 1" in result.stderr
