@@ -21,10 +21,12 @@ def test_api_public_names_are_exactly_the_reference_table() -> None:
         "ConcurrentRecvError",
         "Datagram",
         "ErrClosed",
+        "Group",
         "Socket",
         "Stats",
         "datagrams_sent",
         "listen",
+        "serve",
         "wrap_conn",
     }
     methods = public_names()["udpio.Socket"]

@@ -18,6 +18,7 @@ import pytest
 from tests.helpers import HANG, PACKAGE_ROOT, child_env, dig, need_dig, need_dnsperf, readline_within
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dns_server.py"
+GROUP_SCRIPT = SCRIPT.with_name("group_dns.py")
 LOOPS = ["plain", "asyncio", "udpio reply", "udpio batch"]
 
 pytestmark = pytest.mark.skipif(
@@ -83,3 +84,42 @@ def test_p9_without_dnsperf_it_says_how_to_install_it_and_measures_nothing() -> 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "P9 skipped: dnsperf is not installed (Debian/Ubuntu: apt-get install dnsperf)\n"
+
+
+def test_p12_the_group_benchmark_measures_one_and_two_workers_side_by_side(
+    tmp_path: Path, backend: str
+) -> None:
+    if backend != "native":
+        pytest.skip("the benchmark runs the installed udpio's own backend: once, in the native run")
+    need_dnsperf()
+    out = tmp_path / "p12.json"
+    result = subprocess.run(
+        [sys.executable, str(GROUP_SCRIPT), "--seconds", "0.3", "--rounds", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    results = figures["results"]
+    assert set(results) == {
+        "1 work",
+        "2 work",
+        "1 no work",
+        "2 no work",
+        "2 work, one client, random",
+        "2 work, one client, hash",
+    }
+    for name, r in results.items():
+        assert r["qps"] > 0 and r["cpu"] > 0, name
+        assert len(r["shares"]) == int(name[0]) and abs(sum(r["shares"]) - 1) < 1e-9, name
+        assert f"| {name} | {r['qps']:,.0f} |" in result.stdout
+    assert results["2 work, one client, hash"]["shares"] in ([0.0, 1.0], [1.0, 0.0])  # one client, one worker
+    assert set(figures["verdicts"]) == {
+        "2 workers >= 1.30x the queries/s of 1 (with work)",
+        "each of 2 workers 35%-65% of the queries",
+        "CPU per query, 2 workers <= 1.15x 1's",
+        "random, one client: each worker 30%-70%",
+    }
