@@ -52,6 +52,10 @@ WORK_ROUNDS = 50
 CONFIGS = [(1, True), (2, True), (1, False), (2, False)]
 
 
+def _work_rounds() -> int:
+    return int(os.environ.get("UDPIO_P12_WORK_ROUNDS", WORK_ROUNDS))
+
+
 def _respond(sock: udpio.Socket, rounds: int) -> None:
     while True:
         try:
@@ -69,8 +73,8 @@ def _respond(sock: udpio.Socket, rounds: int) -> None:
 
 
 def respond_with_work(sock: udpio.Socket) -> None:
-    """The batched P9 responder plus WORK_ROUNDS of SHA-256 per query."""
-    _respond(sock, WORK_ROUNDS)
+    """The batched P9 responder plus WORK_ROUNDS of SHA-256 per query (or UDPIO_P12_WORK_ROUNDS)."""
+    _respond(sock, _work_rounds())
 
 
 def respond(sock: udpio.Socket) -> None:
@@ -141,13 +145,15 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
                 runs.setdefault(key, []).append(_run_one(2, True, balance, 1, queries.name, seconds))
     result: dict[str, Any] = {}
     for key, got in runs.items():
-        shares = [sum(r["shares"][i] for r in got) for i in range(len(got[0]["shares"]))]
+        # Each round's shares, largest first (a new group each round: which
+        # worker the hash picks changes), then the median of each place.
+        rounds_shares = [sorted((n / sum(r["shares"]) for n in r["shares"]), reverse=True) for r in got]
         result[key] = {
             "qps": statistics.median(r["qps"] for r in got),
             "cpu": statistics.median(r["cpu"] for r in got),
             "lost": sum(r["lost"] for r in got),
             "sent": sum(r["sent"] for r in got),
-            "shares": [n / sum(shares) if sum(shares) else 0.0 for n in shares],
+            "shares": [statistics.median(place) for place in zip(*rounds_shares, strict=True)],
         }
     return result
 
@@ -184,8 +190,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--work-rounds", type=int, help=f"SHA-256 rounds of work per query (default {WORK_ROUNDS})"
+    )
     parser.add_argument("--own", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.work_rounds is not None:
+        os.environ["UDPIO_P12_WORK_ROUNDS"] = str(args.work_rounds)  # the owners and workers read it
     if args.own:
         own_group(int(args.own[0]), bool(int(args.own[1])), args.own[2])
         return 0
@@ -195,7 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = measure(args.seconds, args.rounds)
     print(
         f"P12: udpio {udpio.__version__} ({udpio.BACKEND}), {os.cpu_count()} cores, "
-        f"{args.rounds} rounds of {args.seconds:g} s, {WORK_ROUNDS} rounds of SHA-256 as the work"
+        f"{args.rounds} rounds of {args.seconds:g} s, {_work_rounds()} rounds of SHA-256 as the work"
     )
     print(format_table(results))
     checks = verdicts(results)

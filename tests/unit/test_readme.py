@@ -38,7 +38,7 @@ def _example() -> str:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals) -> None:
     code = _example()
-    assert len(code.strip().splitlines()) <= 22
+    assert len(code.strip().splitlines()) <= 24
     listen = 'udpio.listen("127.0.0.1:9999")'
     assert listen in code
     # Port 0 instead of 9999 (no clash with anything), and say which port we got.
@@ -88,7 +88,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_d1_readme_pattern_examples_run_as_they_stand(name: str) -> None:
     found = examples()
-    assert set(found) == set(EXPECTED) | {"every_address", "many_peers"}, (
+    assert set(found) == set(EXPECTED) | {"every_address", "many_peers", "every_core"}, (
         "a README example has no test, or lost it"
     )
     result = subprocess.run(
@@ -163,6 +163,80 @@ def test_d1_readme_dns_examples_say_where_they_listen_and_stop_quietly_on_ctrl_c
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0 and err == "", err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=HANG)
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_g5_readme_every_core_example_answers_from_two_workers_and_stops(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    code = examples()["every_core"]
+    assert 'udpio.serve("127.0.0.1:5300"' in code
+    # Port 0, and a line that says which port the group got.
+    code = code.replace('udpio.serve("127.0.0.1:5300", answer_each, workers=2)', "main()")
+    code = code.replace(
+        'if __name__ == "__main__":',
+        "def main() -> int:\n"
+        "    group = udpio.Group('127.0.0.1:0', answer_each, workers=2)\n"
+        "    from udpio._daemon import run_group\n"
+        "    return run_group(group, ready=lambda: print(group.local_addr()[1], flush=True))\n\n\n"
+        'if __name__ == "__main__":',
+    )
+    script = tmp_path / "every_core.py"  # a file: the workers import it by path
+    script.write_text(code)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        port = int(readline_within(proc, HANG))
+        for i in range(20):
+            with plain_peer() as peer:
+                peer.sendto(b"query %d" % i, ("127.0.0.1", port))
+                assert peer.recvfrom(100)[0] == b"QUERY %d" % i
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0 and err == "", err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=HANG)
+
+
+@pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
+def test_g4_readme_reader_loop_survives_a_datagram_its_handler_cannot_take() -> None:
+    # One datagram that made the handler raise ended the reader thread, and
+    # the daemon stayed alive answering nothing until a SIGTERM.
+    code = _example()
+    code = code.replace('udpio.listen("127.0.0.1:9999")', 'udpio.listen("127.0.0.1:0")')
+    code = code.replace("\ndef handle", "\nprint(sock.local_addr()[1], flush=True)\n\ndef handle", 1)
+    bug = "    if bytes(frame) == b'bug':\n        raise ValueError('a datagram this code cannot take')\n"
+    code = code.replace("    sock.send(frame, src)", bug + "    sock.send(frame, src)", 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    try:
+        port = int(readline_within(proc, HANG))
+        with plain_peer() as peer:
+            peer.sendto(b"bug", ("127.0.0.1", port))
+            peer.sendto(b"after", ("127.0.0.1", port))
+            assert peer.recvfrom(100)[0] == b"after"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=HANG)
+        assert proc.returncode == 0, err
+        assert "ValueError: a datagram this code cannot take" in err
     finally:
         if proc.poll() is None:
             proc.kill()
