@@ -18,6 +18,8 @@ from udpio import _bench
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_ID = re.compile(r"\b([ABCDFGKLMNPRSVW][1-9][0-9]?)\b")
+#: The same IDs as they stand in a test's name (test_c4_...).
+RULE_IN_NAME = re.compile(r"[abcdfgklmnprsvw][1-9][0-9]?")
 #: V1: every CPython release not past its end of life (3.10's ended in
 #: October 2026).
 TOX_PYTHONS = ["3.11", "3.12", "3.13", "3.14", "3.15"]
@@ -41,7 +43,9 @@ def _ids_in_test_names() -> set[str]:
     for path in (ROOT / "tests").rglob("test_*.py"):
         for name in re.findall(r"def (test_\w+)", path.read_text(encoding="utf-8")):
             found |= {
-                part.upper() for part in name.split("_") if re.fullmatch(r"[abcdfgklmnprsvw][1-9][0-9]?", part)
+                part.upper()
+                for part in name.split("_")
+                if re.fullmatch(r"[abcdfgklmnprsvw][1-9][0-9]?", part)
             }
     return found
 
@@ -174,3 +178,10 @@ def test_d1_readme_and_changelog_quote_the_benchmarks_headline_figures() -> None
     assert readme.count(f"`recv_datagram` + `reply` {reply.group(1)}") == 1
     assert readme.count(f"loop {reply.group(1)}") == 1
     assert "1.3x the queries" not in readme
+    p12 = re.search(
+        r"Many cores, (\S+x) the queries per second with 2 workers\*\* \(P12, at (\S+x) the CPU", headline
+    )
+    assert p12, "the headline list lost P12"
+    assert (
+        f"answers {p12.group(1)} the queries per second of a group of 1, at {p12.group(2)} the CPU" in readme
+    )
