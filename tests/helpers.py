@@ -325,6 +325,34 @@ def child_env() -> dict[str, str]:
     return env
 
 
+@contextmanager
+def python_child(
+    *args: str, stderr: int = subprocess.PIPE, env: dict[str, str] | None = None, cwd: str = PACKAGE_ROOT
+) -> Iterator[subprocess.Popen[str]]:
+    """``sys.executable`` with ``args``, on the udpio and backend under test; always reaped.
+
+    Text pipes for stdout (and stderr unless told otherwise); killed on the
+    way out if it is still running, so a failing test leaves no process.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=child_env() if env is None else env,
+        cwd=cwd,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=HANG)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def readline_within(proc: subprocess.Popen[str], timeout: float) -> str:
     # readline() could block forever on a silent child: read on a thread, join with a bound.
     assert proc.stdout is not None

@@ -277,7 +277,7 @@ def test_a4_a_buffer_size_past_a_c_int_is_a_value_error_naming_it() -> None:
         for size in (1 << 40, 2**31, -1):
             message = rf"^udpio: {name} must be 1 to 2147483647 bytes, not {size}$"
             with pytest.raises(ValueError, match=message):
-                udpio.listen("127.0.0.1:0", **{name: size})
+                udpio.listen("127.0.0.1:0", **{name: size})  # type: ignore[arg-type]
     with udpio.listen("127.0.0.1:0", rcvbuf=2**31 - 1) as sock:  # the kernel caps it, silently
         assert sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > 0
 

@@ -31,6 +31,7 @@ from tests.helpers import (
     in_sigwait,
     join,
     plain_peer,
+    python_child,
     readline_within,
     run_in_thread,
 )
@@ -76,22 +77,10 @@ def echo_daemon(addr: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[st
 def _sigterm_at_readiness() -> tuple[int, str]:
     # One daemon, sent SIGTERM the instant its readiness line arrives, as a
     # supervisor does; its exit status and everything it printed.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "udpio", "echo", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
+    with python_child("-m", "udpio", "echo", "127.0.0.1:0", stderr=subprocess.STDOUT) as proc:
         line = readline_within(proc, HANG)
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=HANG)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
     return proc.returncode, line + rest
 
 
@@ -516,15 +505,7 @@ def test_s3_cli_send_to_a_host_that_does_not_resolve_names_it() -> None:
 
 
 def test_g5_echo_with_two_workers_answers_from_both_and_sums_them_up() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "udpio", "echo", "127.0.0.1:0", "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
+    with python_child("-m", "udpio", "echo", "127.0.0.1:0", "--workers", "2") as proc:
         line = readline_within(proc, HANG)
         assert line.startswith("listening on 127.0.0.1:"), line
         addr = parse(line[len("listening on ") : -1])
@@ -534,14 +515,8 @@ def test_g5_echo_with_two_workers_answers_from_both_and_sums_them_up() -> None:
                 assert peer.recvfrom(100)[0] == b"%d" % i
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=HANG)
-        assert proc.returncode == 0, err
-        assert (
-            out == "received 40 datagrams, sent 40 datagrams; the kernel dropped 0 (2 workers, 0 restarts)\n"
-        )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
+    assert proc.returncode == 0, err
+    assert out == "received 40 datagrams, sent 40 datagrams; the kernel dropped 0 (2 workers, 0 restarts)\n"
 
 
 @pytest.mark.parametrize("workers", ["0", "-1", "two", "1.5"])

@@ -24,7 +24,7 @@ import pytest
 
 import udpio
 from tests.group_handlers import always_crashes, echo_pid, ignores_close
-from tests.helpers import HANG, PACKAGE_ROOT, child_env, fd_count, readline_within, wait_until
+from tests.helpers import HANG, PACKAGE_ROOT, child_env, fd_count, python_child, readline_within, wait_until
 
 MODES = ["processes", "threads"]
 
@@ -329,14 +329,7 @@ def test_g5_serve_stops_on_a_signal_with_0_and_on_a_crash_loop_with_1(
     with open(script, "w") as source:
         source.write(_SERVE)
     env = dict(child_env(), PYTHONPATH=os.pathsep.join([PACKAGE_ROOT, os.getcwd()]))
-    proc = subprocess.Popen(
-        [sys.executable, script, which, mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
+    with python_child(script, which, mode, env=env, cwd=os.getcwd()) as proc:
         if which != "crash":
             if mode == "processes":
                 wait_until(lambda: _worker_count(proc.pid) == 2, what="two workers")
@@ -344,12 +337,8 @@ def test_g5_serve_stops_on_a_signal_with_0_and_on_a_crash_loop_with_1(
                 wait_until(lambda: _thread_count(proc.pid) >= 4, what="two worker threads")
             proc.send_signal(getattr(signal, which))
         out, err = proc.communicate(timeout=HANG * 3)
-        assert proc.returncode == 0, err
-        assert out == ("status 1\n" if which == "crash" else "status 0\n"), err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
+    assert proc.returncode == 0, err
+    assert out == ("status 1\n" if which == "crash" else "status 0\n"), err
 
 
 def _thread_count(pid: int) -> int:

@@ -21,6 +21,7 @@ from tests.helpers import (
     need_dig,
     need_dnsperf,
     plain_peer,
+    python_child,
     readline_within,
 )
 from tests.readme_examples import README, every_address_example, examples, responder
@@ -149,24 +150,12 @@ def test_d1_readme_dns_examples_say_where_they_listen_and_stop_quietly_on_ctrl_c
     bind = re.search(r'udpio\.listen\("0\.0\.0\.0:(\d+)"', code)
     assert bind and bind.group(1) != "5353", "the example binds mDNS's port"
     code = code.replace(f"0.0.0.0:{bind.group(1)}", "0.0.0.0:0")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
+    with python_child("-c", code) as proc:
         line = readline_within(proc, HANG)
         assert re.fullmatch(r"listening on 0\.0\.0\.0:[1-9]\d*\n", line), line
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=HANG)
-        assert proc.returncode == 0 and err == "", err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
+    assert proc.returncode == 0 and err == "", err
 
 
 @pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
@@ -188,14 +177,7 @@ def test_g5_readme_every_core_example_answers_from_two_workers_and_stops(
     )
     script = tmp_path / "every_core.py"  # a file: the workers import it by path
     script.write_text(code)
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
-    try:
+    with python_child(str(script), cwd=str(tmp_path)) as proc:
         port = int(readline_within(proc, HANG))
         for i in range(20):
             with plain_peer() as peer:
@@ -203,11 +185,7 @@ def test_g5_readme_every_core_example_answers_from_two_workers_and_stops(
                 assert peer.recvfrom(100)[0] == b"QUERY %d" % i
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=HANG)
-        assert proc.returncode == 0 and err == "", err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
+    assert proc.returncode == 0 and err == "", err
 
 
 @pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests (installed copy)")
@@ -219,15 +197,7 @@ def test_g4_readme_reader_loop_survives_a_datagram_its_handler_cannot_take() -> 
     code = code.replace("\ndef handle", "\nprint(sock.local_addr()[1], flush=True)\n\ndef handle", 1)
     bug = "    if bytes(frame) == b'bug':\n        raise ValueError('a datagram this code cannot take')\n"
     code = code.replace("    sock.send(frame, src)", bug + "    sock.send(frame, src)", 1)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
+    with python_child("-c", code) as proc:
         port = int(readline_within(proc, HANG))
         with plain_peer() as peer:
             peer.sendto(b"bug", ("127.0.0.1", port))
@@ -235,9 +205,5 @@ def test_g4_readme_reader_loop_survives_a_datagram_its_handler_cannot_take() -> 
             assert peer.recvfrom(100)[0] == b"after"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=HANG)
-        assert proc.returncode == 0, err
-        assert "ValueError: a datagram this code cannot take" in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
+    assert proc.returncode == 0, err
+    assert "ValueError: a datagram this code cannot take" in err
