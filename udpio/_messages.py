@@ -20,7 +20,20 @@ from udpio._addresses import MAX_FLOWINFO, MAX_PORT, MAX_SCOPE_ID
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["Message", "check_frame", "check_messages", "largest_payload"]
+__all__ = [
+    "LARGEST_IPV4_PAYLOAD",
+    "LARGEST_IPV6_PAYLOAD",
+    "Message",
+    "check_frame",
+    "check_messages",
+    "largest_payload",
+]
+
+#: The most one UDP datagram carries: 65,535 bytes less the UDP header and
+#: IPv4's, or over IPv6 the UDP header alone (the C twin's are checked
+#: against these: tests/unit/test_seam.py).
+LARGEST_IPV4_PAYLOAD = 65507
+LARGEST_IPV6_PAYLOAD = 65527
 
 #: One checked message: the frame, its destination as sendto takes it, and
 #: the source's control message (None: the kernel chooses).
@@ -36,8 +49,8 @@ def largest_payload(family: int, dst: object) -> int:
     if family == socket.AF_INET6:
         host = dst[0] if isinstance(dst, tuple) and dst and isinstance(dst[0], str) else ""
         if not (host.lower().startswith("::ffff:") and "." in host):
-            return 65527
-    return 65507
+            return LARGEST_IPV6_PAYLOAD
+    return LARGEST_IPV4_PAYLOAD
 
 
 def check_frame(frame: object, largest: int, name: str, index: Optional[int] = None) -> None:

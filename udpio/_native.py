@@ -1,13 +1,14 @@
-"""The native backend: ``udpio.Socket`` with ``recv`` and ``send`` in C.
+"""The native backend: ``udpio.Socket`` with its hot calls in C (udpio._seam lists which).
 
 ``_speedups.Core`` (the C extension, udpio/_c/) carries the hot path; everything
 else is the pure Socket's, inherited unchanged: construction, the close
 protocol, ``local_addr``, waiting in the selector (the C code calls back
 into ``_await_readable``) and every case the C code does not take on
 (a send that must wait or has a timeout, an argument to complain about, a
-destination that is not a numeric tuple), which goes to ``_send_slow``,
-the pure ``send``. Importing this module fails where the extension was
-not built; ``udpio._backend`` then falls back to the pure backend.
+destination that is not a numeric tuple), which goes to the pure method
+under the fallback name ``udpio._seam.OVERRIDES`` gives it. Importing this
+module fails where the extension was not built; ``udpio._backend`` then
+falls back to the pure backend.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from udpio import _speedups
 from udpio._pool import BUFFER_SIZE, BufferPool
+from udpio._seam import OVERRIDES
 from udpio._socket import Socket as PureSocket
 
 __all__ = ["Socket"]
@@ -35,11 +37,6 @@ _SHARED = _new_pool()
 class Socket(_speedups.Core, PureSocket):
     __doc__ = PureSocket.__doc__
 
-    _send_slow = PureSocket.send
-    _send_some_slow = PureSocket._send_some
-    _check_frames_slow = PureSocket._check_frames
-    _send_many_slow = PureSocket.send_many
-    _reply_slow = PureSocket.reply
     _SPLITS_GRO = _speedups.SPLITS_GRO
 
     @staticmethod
@@ -54,3 +51,11 @@ class Socket(_speedups.Core, PureSocket):
     def _make_pool(size: int = BUFFER_SIZE, max_idle: int = 16) -> BufferPool[Any]:
         """A private pool of ReadBuffers (for tests and diagnostics)."""
         return _new_pool(size, max_idle)
+
+
+# The pure method of each call C overrides, under the name the C code calls
+# for the cases it hands back (udpio._seam declares both sides).
+for _name, _fallback in OVERRIDES.items():
+    if _fallback is not None:
+        setattr(Socket, _fallback, getattr(PureSocket, _name))
+del _name, _fallback

@@ -1,8 +1,10 @@
 """The Socket: one nonblocking UDP socket, its selectors, its wake-up, and the close protocol.
 
 This is the pure-Python backend and the reference for the native one
-(``_native.py`` over the C extension in ``_c/``), which replaces ``recv`` and
-``send`` only and calls back into this class for everything else.
+(``_native.py`` over the C extension in ``_c/``), which replaces the calls
+``udpio._seam.OVERRIDES`` lists (the receive calls, ``send``, ``reply``,
+``send_many``, and two steps of ``send_batch``) and calls back into this
+class, by the names ``udpio._seam.CALLBACKS`` lists, for everything else.
 
 How a call and ``close()`` share the descriptors (docs/design.md has the
 long form):
@@ -59,7 +61,7 @@ from udpio._datagram import Datagram, Stats
 from udpio._drops import kernel_drops
 from udpio._errors import ClosedError, ConcurrentRecvError
 from udpio._gro import set_gro
-from udpio._messages import Message, check_frame, check_messages, largest_payload
+from udpio._messages import LARGEST_IPV6_PAYLOAD, Message, check_frame, check_messages, largest_payload
 from udpio._pool import BUFFER_SIZE, BufferPool, is_exported, shared_pool
 from udpio._wakeup import Wakeup
 
@@ -134,7 +136,7 @@ class Socket:
 
     # What a backend supplies: its role locks, its buffers and whether its
     # recv splits what UDP GRO joins. The native Socket (udpio._native)
-    # overrides these and recv/send.
+    # overrides these, and the calls udpio._seam.OVERRIDES lists.
     _check_timeout = staticmethod(_check_timeout)
     _check_max_datagrams = staticmethod(_check_max_datagrams)
     _SPLITS_GRO: ClassVar[bool] = False
@@ -523,7 +525,7 @@ class Socket:
         if err == errno.EMSGSIZE:
             size, largest = memoryview(frame).nbytes, largest_payload(self._family, dst)
             if size > largest:
-                over = "IPv6" if largest == 65527 else "IPv4"
+                over = "IPv6" if largest == LARGEST_IPV6_PAYLOAD else "IPv4"
                 why = f"a datagram of {size:,} bytes is more than UDP over {over} carries ({largest:,})"
                 return OSError(err, f"udpio: {why}: {os.strerror(err)}")
         if err == errno.EINVAL and isinstance(dst, tuple) and len(dst) >= 2 and dst[1] == 0:

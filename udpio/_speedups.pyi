@@ -9,6 +9,9 @@ from udpio._datagram import Datagram
 SPLITS_GRO: bool
 #: The most read buffers ("slots") one Socket reads a batch into.
 RECV_MANY: int
+#: The most one UDP datagram carries (udpio._messages has the same two).
+LARGEST_IPV4_PAYLOAD: int
+LARGEST_IPV6_PAYLOAD: int
 
 class ReadBuffer:
     """A pool buffer whose exports are read-only views of its current datagram."""

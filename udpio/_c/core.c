@@ -1,13 +1,16 @@
 /* Core: the state recv and send share with the Python Socket, as a base
  * class of udpio._native.Socket (the twin of udpio/_socket.py's Socket.__init__
- * and its attributes). Its methods live with their jobs: recv.c, send.c,
- * send_batch.c. */
+ * and its attributes). Its methods live with their jobs: recv.c (recv,
+ * recv_datagram, recv_batch), send.c (send, reply), send_batch.c
+ * (send_batch's steps), send_many.c (send_many). udpio/_seam.py declares
+ * every name that crosses between this class and the Python Socket. */
 #include "udpio.h"
 
 #include <stddef.h>
 
-/* The state of this module, found from any subclass of Core (3.10 has no
- * PyType_GetModuleByDef). */
+/* The state of this module, found from any subclass of Core (done by hand:
+ * PyType_GetModuleByDef is 3.11's, and 3.10 was supported when this was
+ * written). */
 static PyObject *
 find_module(PyTypeObject *type)
 {

@@ -51,7 +51,9 @@ udpio_exec(PyObject *module)
     int splits_gro = 0; /* one recvfrom per datagram: GRO must stay off */
 #endif
     if (PyModule_AddObjectRef(module, "SPLITS_GRO", splits_gro ? Py_True : Py_False) < 0 ||
-        PyModule_AddIntConstant(module, "RECV_MANY", RECV_MANY) < 0) {
+        PyModule_AddIntConstant(module, "RECV_MANY", RECV_MANY) < 0 ||
+        PyModule_AddIntConstant(module, "LARGEST_IPV4_PAYLOAD", UDPIO_LARGEST_IPV4_PAYLOAD) < 0 ||
+        PyModule_AddIntConstant(module, "LARGEST_IPV6_PAYLOAD", UDPIO_LARGEST_IPV6_PAYLOAD) < 0) {
         return -1;
     }
     st->memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");
@@ -75,7 +77,8 @@ udpio_exec(PyObject *module)
         intern(&st->str_send_many_slow, "_send_many_slow") < 0 ||
         intern(&st->str_reply_slow, "_reply_slow") < 0 ||
         intern(&st->str_source_cmsg, "_source_cmsg") < 0 ||
-        intern(&st->str_explain_send_error, "_explain_send_error") < 0) {
+        intern(&st->str_explain_send_error, "_explain_send_error") < 0 ||
+        intern(&st->str_await_writable, "_await_writable") < 0) {
         return -1;
     }
     return 0;
@@ -122,6 +125,7 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_reply_slow);
     Py_CLEAR(st->str_source_cmsg);
     Py_CLEAR(st->str_explain_send_error);
+    Py_CLEAR(st->str_await_writable);
     return 0;
 }
 

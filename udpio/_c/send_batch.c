@@ -16,7 +16,7 @@ gso_run(const Py_buffer *views, Py_ssize_t k)
         return 0;
     }
     Py_ssize_t size = views[0].len, total = 0, n = 0;
-    while (n < k && views[n].len > 0 && views[n].len <= size && total + views[n].len <= 65507 - 8) {
+    while (n < k && views[n].len > 0 && views[n].len <= size && total + views[n].len <= UDPIO_LARGEST_IPV4_PAYLOAD - 8) {
         total += views[n].len;
         n++;
         if (views[n - 1].len < size) {

@@ -95,9 +95,9 @@ largest_payload(const struct sockaddr_storage *sa)
 {
     if (sa->ss_family == AF_INET6 &&
         !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
-        return 65527;
+        return UDPIO_LARGEST_IPV6_PAYLOAD;
     }
-    return 65507; /* IPv4, also mapped into IPv6 */
+    return UDPIO_LARGEST_IPV4_PAYLOAD; /* IPv4, also mapped into IPv6 */
 }
 
 static int
@@ -244,8 +244,14 @@ send_all(CoreObject *self, PyObject *batch, struct sources *table, Py_ssize_t *s
             PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */
             return -1;
         }
-        PyObject *r = PyObject_CallMethod((PyObject *)self, "_await_writable", "OOs", Py_None,
-                                          Py_None, "send_many");
+        PyObject *what = PyUnicode_FromString("send_many");
+        if (what == NULL) {
+            return -1;
+        }
+        PyObject *args[] = {(PyObject *)self, Py_None, Py_None, what};
+        PyObject *r = PyObject_VectorcallMethod(self->state->str_await_writable, args,
+                                                4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(what);
         if (r == NULL) {
             return -1;
         }

@@ -74,6 +74,7 @@ typedef struct {
     PyObject *str_reply_slow;
     PyObject *str_source_cmsg;
     PyObject *str_explain_send_error;
+    PyObject *str_await_writable;
 } udpio_state;
 
 UDPIO_INTERNAL extern struct PyModuleDef udpio_module;
@@ -191,6 +192,13 @@ count_up(_Atomic Py_ssize_t *counter, Py_ssize_t n)
 
 /* Source address tuples a Socket keeps for reuse (hand_out); a power of 2. */
 #define SOURCE_CACHE 8
+
+/* The most one UDP datagram carries: 65,535 bytes less the UDP header and
+ * IPv4's, or over IPv6 the UDP header alone. The twins of _messages.py's
+ * LARGEST_IPV4_PAYLOAD and LARGEST_IPV6_PAYLOAD (the module exports these,
+ * and tests/unit/test_seam.py holds the two languages to one value). */
+#define UDPIO_LARGEST_IPV4_PAYLOAD 65507
+#define UDPIO_LARGEST_IPV6_PAYLOAD 65527
 
 /* Datagrams one sendmmsg may carry (B3). */
 #define SEND_MANY 64
