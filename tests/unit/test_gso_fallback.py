@@ -6,7 +6,7 @@ the refusal is injected at the one call that carries it: a tiny shared
 object, preloaded into a child process, makes ``sendmsg`` with a
 ``UDP_SEGMENT`` control message fail with a chosen errno, a chosen number
 of times, and counts the attempts. The refusal a real small-MTU path gives
-(``EMSGSIZE``) is in test_real_hosts.py.
+(``EMSGSIZE``) is in tests/system/test_real_hosts.py.
 """
 
 from __future__ import annotations

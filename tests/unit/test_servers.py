@@ -2,7 +2,7 @@
 
 Loopback carries all of 127.0.0.0/8, so a Socket bound to 0.0.0.0 hears
 datagrams sent to 127.0.0.2 as a multi-address host would; the IPv6 side
-and real devices are in test_real_hosts.py.
+and real devices are in tests/system/test_real_hosts.py.
 """
 
 from __future__ import annotations
