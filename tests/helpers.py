@@ -209,6 +209,30 @@ def full_send_buffer(tmp_path: object) -> Iterator[tuple[udpio.Socket, str, sock
         os.unlink(path)
 
 
+@contextmanager
+def held_elsewhere(role: object) -> Iterator[None]:
+    """``role`` (a Socket's ``_reader`` or ``_writer``) held by another thread for the block.
+
+    The block starts once the other thread holds it; leaving the block lets
+    it go and joins that thread.
+    """
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with role:  # type: ignore[attr-defined]  # a role: RLock or _speedups.Role
+            holding.set()
+            release.wait(HANG)
+
+    holder = threading.Thread(target=hold, name="role-holder")
+    holder.start()
+    try:
+        assert holding.wait(HANG), "the other thread never got the role"
+        yield
+    finally:
+        release.set()
+        join(holder)
+
+
 def thread_cpu_seconds(thread: threading.Thread) -> float:
     """CPU time ``thread`` has used so far (Linux: its per-thread clock)."""
     assert thread.ident is not None

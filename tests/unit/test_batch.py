@@ -200,17 +200,25 @@ def test_b2_close_discards_what_was_taken_and_not_handed_out() -> None:
                 rx.recv(timeout=0)
 
 
-def test_b1_r8_a_kernel_error_in_a_burst_costs_no_datagram() -> None:
+@pytest.mark.parametrize("call", ["recv", "recv_batch"])
+def test_b1_k1_r8_a_kernel_error_in_a_burst_costs_no_datagram(call: str) -> None:
     # Three datagrams queued, then an ICMP error: a plain recvfrom reports
-    # the error first; a batch may report it after the datagrams it took.
-    # Either way every datagram comes out, in order, and the error once.
+    # the error first; a batch may report it after the datagrams it took
+    # (recv_batch returns them, and the next call raises it). Either way
+    # every datagram comes out, in order, and the error once.
     with facing_a_peer() as (sock, peer):
         peer_addr = peer.getsockname()
         for seq in range(3):
             peer.sendto(numbered(seq, 16), sock.conn().getsockname())
         peer.close()
         refuse(sock, peer_addr)
-        got, refused = drain_counting_refusals(lambda: [bytes(sock.recv(timeout=0.2)[0])])
+
+        def receive() -> list[bytes]:
+            if call == "recv":
+                return [bytes(sock.recv(timeout=0.2)[0])]
+            return [bytes(d.frame) for d in sock.recv_batch(timeout=0.2)]
+
+        got, refused = drain_counting_refusals(receive)
         assert got == [numbered(seq, 16) for seq in range(3)]
         assert refused == 1
 
