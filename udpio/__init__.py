@@ -15,21 +15,23 @@ by rule.
 from __future__ import annotations
 
 import socket
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from udpio import _socket
 from udpio._addresses import Address
 from udpio._backend import BACKEND, Socket
-from udpio._daemon import serve
 from udpio._datagram import Datagram, Stats
 from udpio._errors import ClosedError, ConcurrentRecvError, datagrams_sent
-from udpio._group import Group
+
+if TYPE_CHECKING:
+    from udpio._daemon import serve
+    from udpio._group import Group
 
 #: Alias kept for the Go-flavoured name of the seed API.
 ErrClosed = ClosedError
 
 # Public names say where users import them from (help(), reprs, the API page).
-for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError, Group, serve):
+for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError):
     _public.__module__ = __name__
 del _public
 
@@ -50,6 +52,21 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Group and serve bring multiprocessing, pickle and logging with them: a
+    # program that only uses a Socket should not load them (they slowed its
+    # start, and its every recv, through the collector's larger heap).
+    if name == "Group":
+        from udpio._group import Group
+
+        return Group
+    if name == "serve":
+        from udpio._daemon import serve
+
+        return serve
+    raise AttributeError(f"module 'udpio' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -121,3 +121,6 @@ def serve(addr: Union[str, tuple[str, int]], handler: Handler, **group_options: 
     """
     group_options.setdefault("workers", 1)
     return run_group(Group(addr, handler, **group_options))
+
+
+serve.__module__ = "udpio"  # where users import it from (help(), the API page)

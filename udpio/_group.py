@@ -333,6 +333,9 @@ class Group:
         self._stopped.set()
 
 
+Group.__module__ = "udpio"  # where users import it from (help(), reprs, the API page)
+
+
 # -- one worker, either kind -------------------------------------------------------------------
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import inspect
 import socket
+import subprocess
+import sys
 
 import pytest
 
 import udpio
-from tests.helpers import pair, public_names
+from tests.helpers import HANG, PACKAGE_ROOT, child_env, pair, public_names
 from udpio import _socket
 
 
@@ -146,3 +148,21 @@ def test_w1_the_socket_constructor_is_wrap_conn_with_its_checks() -> None:
     conn.bind(("127.0.0.1", 0))
     with udpio.Socket(conn) as sock:
         assert sock.conn() is conn and sock.local_addr() == conn.getsockname()
+
+
+def test_p1_importing_udpio_loads_no_multiprocessing() -> None:
+    # Group and serve are imported when first used: importing them with
+    # udpio (multiprocessing, pickle, logging) cost every recv about 15
+    # instructions more in callgrind, through the collector's larger heap.
+    code = "import sys, udpio; print(sorted({'multiprocessing', 'logging', 'pickle'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=child_env(),
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
+    assert udpio.Group.__module__ == "udpio" and udpio.serve.__module__ == "udpio"
