@@ -22,7 +22,7 @@ C_SOURCES = Path(__file__).resolve().parents[2] / "udpio" / "_c"
 STDLIB_NAMES = {"fileno", "family", "release"}
 
 
-def _c(name: str = "*.c") -> str:
+def _c(name: str = "*.[ch]") -> str:
     files = sorted(C_SOURCES.glob(name))
     if not files:
         pytest.skip("the C sources are not beside the tests (installed copy)")
@@ -87,6 +87,32 @@ def test_n1_the_payload_limits_are_one_value_in_both_languages(native: type[_soc
 
     assert _speedups.LARGEST_IPV4_PAYLOAD == _messages.LARGEST_IPV4_PAYLOAD == 65507
     assert _speedups.LARGEST_IPV6_PAYLOAD == _messages.LARGEST_IPV6_PAYLOAD == 65527
-    assert not re.search(r"\b6550[0-9]\b|\b6552[0-9]\b", _c()), (
+    assert not re.search(r"\b6550[0-9]\b|\b6552[0-9]\b", _c("*.c")), (
         "a payload limit written as a number in the C code, not as its name"
     )
+
+
+def test_v4_free_threading_is_not_claimed_and_the_shared_c_state_is_atomic(
+    native: type[_socket.Socket],
+) -> None:
+    # V4: no free-threaded build could run the suite here, so none is
+    # claimed (the module keeps the GIL, no classifier says otherwise); what
+    # the C code shares between threads is atomic, not guarded by the GIL
+    # alone; and the design page lists what a free-threaded build would
+    # still need.
+    header = _c("udpio.h")
+    for declaration in (
+        r"atomic_int held;",
+        r"atomic_int waiters;",
+        r"atomic_int wake_pending;",
+        r"atomic_ulong owner;",
+        r"_Atomic Py_ssize_t exports;",
+        r"atomic_char closed;",
+        r"_Atomic Py_ssize_t received;",
+        r"_Atomic Py_ssize_t sent;",
+    ):
+        assert declaration in header, f"not atomic: {declaration}"
+    assert "Py_MOD_GIL_NOT_USED" not in _c(), "free-threading declared before the suite has run on it"
+    design = (C_SOURCES.parents[1] / "docs" / "design.md").read_text(encoding="utf-8")
+    section = design.split("## Free-threaded CPython (V4)", 1)[1].split("\n## ", 1)[0]
+    assert "Py_mod_gil" in section and "would still need" in section
