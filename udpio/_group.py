@@ -45,6 +45,7 @@ import pickle
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -133,7 +134,8 @@ class Group:
         self._failure: Optional[str] = None
         self._local: Optional[Address] = None
         self._stopped = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()  # stop() wakes the supervisor through it
+        # stop() wakes the supervisor through it; made by start(), closed by stop().
+        self._wake: Optional[tuple[int, int]] = None
         self._supervisor: Optional[threading.Thread] = None
 
     # -- the public face ---------------------------------------------------
@@ -155,9 +157,10 @@ class Group:
         nothing is left running). Thread-safe.
         """
         with self._lock:
-            if self._started:
-                raise RuntimeError("udpio: a Group starts once")
+            if self._started or self._stopping:
+                raise RuntimeError("udpio: a Group starts once, and not after stop()")
             self._started = True
+            self._wake = os.pipe()
         pending: list[_socket.Socket] = []  # bound, its worker not started yet
         try:
             cls, backend = _socket_class()
@@ -192,8 +195,9 @@ class Group:
             else:
                 self._stopping = first = True
         if first:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
+            if self._wake is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake[1], b"x")
             supervisor = self._supervisor
             if supervisor is not None and supervisor is not threading.current_thread():
                 supervisor.join()
@@ -267,12 +271,13 @@ class Group:
         # why, and start another in its place, until stop() or a crash loop.
         while True:
             with self._lock:
-                if self._stopping:
+                if self._stopping or self._wake is None:
                     return
+                wake = self._wake[0]
                 by_sentinel = {member.sentinel: member for member in self._members}
-            ready = wait_for([self._wake_r, *by_sentinel])
+            ready = wait_for([wake, *by_sentinel])
             for sentinel in ready:
-                if sentinel == self._wake_r:
+                if sentinel == wake:
                     return
                 with self._lock:
                     if self._stopping:
@@ -327,7 +332,9 @@ class Group:
             member.reap()
             with self._lock:
                 self._retired = _add(self._retired, member.final_stats())
-        for fd in (self._wake_r, self._wake_w):
+        with self._lock:
+            wake, self._wake = self._wake, None
+        for fd in wake or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._stopped.set()
@@ -367,7 +374,6 @@ class _ThreadWorker:
         # The thread closes the write end as it ends: the read end is its sentinel.
         self.sentinel, self._ended = os.pipe()
         self._thread = threading.Thread(target=self._run, name=f"udpio-worker-{index}", daemon=True)
-        self._final: Optional[Stats] = None
 
     def start(self) -> None:
         self._thread.start()
@@ -444,11 +450,10 @@ class _ProcessWorker:
         self._child_end.close()
         self.sentinel = self._process.sentinel
         try:
-            if not self._control.poll(_READY_TIMEOUT):
-                raise RuntimeError(f"udpio: worker {self.index} was not ready within {_READY_TIMEOUT:g} s")
-            message = self._control.recv()
+            ready = self._control.poll(_READY_TIMEOUT)
+            message = self._control.recv() if ready else ("late", f"not ready within {_READY_TIMEOUT:g} s")
         except (EOFError, OSError):
-            message = ("died", "before it was ready")
+            message = ("died", "it ended before it was ready")
         finally:
             # The worker has its copy now (or is gone): this one must not stay
             # in the reuseport group, unread.
@@ -456,7 +461,9 @@ class _ProcessWorker:
             self._sock.close()
             self._sock = None
         if message[0] != "ready":
-            self._process.join(_READY_TIMEOUT)
+            # Not a member yet, so nothing else would end it: end it here.
+            self._process.kill()
+            self.reap()
             raise RuntimeError(f"udpio: worker {self.index} failed to start: {message[1]}")
 
     def _ask(self, request: str) -> None:
@@ -545,6 +552,9 @@ def _worker_main(conn: socket.socket, handler: Handler, backend: str, control: C
         sock.close()
         ended.set()
         send(("exit", tuple(sock.stats()), cause))
+    for stream in (sys.stdout, sys.stderr):  # os._exit flushes nothing: the handler's last words
+        if stream is not None:
+            stream.flush()
     os._exit(0 if cause is None else 1)
 
 
@@ -621,7 +631,7 @@ def _attach_random(sock: socket.socket, members: int) -> None:
 
     code = [(0x20, 0, 0, _SKF_AD_RANDOM), (0x94, 0, 0, members), (0x16, 0, 0, 0)]
     program = (ctypes.c_ubyte * (8 * len(code)))(*b"".join(struct.pack("HBBI", *op) for op in code))
-    fprog = struct.pack("HL", len(code), ctypes.addressof(program))
+    fprog = struct.pack("HP", len(code), ctypes.addressof(program))  # struct sock_fprog
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
     except OSError as exc:

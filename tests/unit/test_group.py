@@ -194,6 +194,19 @@ def test_g3_stop_is_idempotent_thread_safe_and_leaves_nothing_behind(mode: str, 
     assert group.worker_stats() == []
 
 
+def test_g3_a_group_never_started_holds_nothing_and_a_stopped_one_stays_stopped() -> None:
+    # It made its wake-up pipe when it was made: a Group never started
+    # leaked two descriptors, and start() after stop() was allowed.
+    before = fd_count()
+    group = udpio.Group("127.0.0.1:0", echo_pid, workers=2)
+    assert fd_count() == before
+    group.stop()
+    group.wait()
+    with pytest.raises(RuntimeError, match="starts once, and not after stop"):
+        group.start()
+    assert fd_count() == before and group.local_addr() is None
+
+
 def test_g3_a_worker_that_does_not_stop_is_killed_and_said_so(
     caplog: pytest.LogCaptureFixture, no_leftovers: None
 ) -> None:
