@@ -114,7 +114,11 @@ def serve(addr: Union[str, tuple[str, int]], handler: Handler, **group_options: 
 
     Whichever thread the signal lands on, the group stops cleanly; returns
     0 then, and 1 when the group stopped itself because its workers kept
-    dying (G4, G5). ``group_options`` default to one worker
+    dying (G4, G5). Every thread it starts blocks the two signals and the
+    calling thread takes them with ``sigwait``: call it before starting
+    threads of your own, or start those with the signals blocked, or a
+    signal may land on one of them and end the process by its default
+    action. ``group_options`` default to one worker
     (``workers=1``). Raises what ``Group`` raises for a bad argument, and
     the kernel's ``OSError`` for an address in use. Call from the main
     thread.
