@@ -351,15 +351,20 @@ def child_env() -> dict[str, str]:
 
 @contextmanager
 def python_child(
-    *args: str, stderr: int = subprocess.PIPE, env: dict[str, str] | None = None, cwd: str = PACKAGE_ROOT
+    *args: str,
+    stderr: int = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+    cwd: str = PACKAGE_ROOT,
+    runner: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[str]]:
     """``sys.executable`` with ``args``, on the udpio and backend under test; always reaped.
 
     Text pipes for stdout (and stderr unless told otherwise); killed on the
     way out if it is still running, so a failing test leaves no process.
+    ``runner`` goes before the interpreter (``ip netns exec NS``).
     """
     proc = subprocess.Popen(
-        [sys.executable, *args],
+        [*runner, sys.executable, *args],
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,

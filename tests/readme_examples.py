@@ -8,13 +8,11 @@ a child process and yields the port it printed.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import HANG, PACKAGE_ROOT, child_env, readline_within
+from tests.helpers import HANG, python_child, readline_within
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -35,19 +33,8 @@ def every_address_example(bind: str) -> str:
 @contextmanager
 def responder(code: str, runner: tuple[str, ...] = ()) -> Iterator[int]:
     """Run the responder; yield its port; stop it."""
-    proc = subprocess.Popen(
-        [*runner, sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
+    with python_child("-c", code, runner=runner) as proc:
         line = readline_within(proc, HANG)
         match = re.search(r":(\d+)$", line.strip())
         assert match, f"no port in {line!r}"
         yield int(match.group(1))
-    finally:
-        proc.kill()
-        proc.communicate(timeout=HANG)

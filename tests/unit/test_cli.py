@@ -54,24 +54,11 @@ def _udpio(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 @contextmanager
 def echo_daemon(addr: str = "127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[str], tuple[str, int]]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "udpio", "echo", addr],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
-        assert proc.stdout is not None
+    with python_child("-m", "udpio", "echo", addr) as proc:
         line = readline_within(proc, HANG)
         assert line.startswith("listening on ") and line.endswith("\n"), f"first line was {line!r}"
         # The printed address is the form listen() reads: parse it, no regex.
         yield proc, parse(line[len("listening on ") : -1])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=HANG)
 
 
 def _sigterm_at_readiness() -> tuple[int, str]:

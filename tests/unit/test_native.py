@@ -77,16 +77,7 @@ def test_v3_this_interpreter_uses_the_native_backend() -> None:
     if os.environ.get("UDPIO_TEST_REQUIRE_NATIVE", "") in ("", "0"):
         pytest.skip("only where the extension must be built (UDPIO_TEST_REQUIRE_NATIVE)")
     env = {k: v for k, v in child_env().items() if k != "UDPIO_NO_EXTENSIONS"}
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys, udpio; print(udpio.BACKEND, sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        env=env,
-        cwd=PACKAGE_ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == "native", result.stdout
+    assert _backend_in_child(env) == "native"
 
 
 def test_n2_no_extensions_forces_the_pure_backend_at_run_time() -> None:

@@ -46,15 +46,7 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals
     code = code.replace(listen, 'udpio.listen("127.0.0.1:0")')
     code = code.replace("\ndef reader", "\nprint(sock.local_addr()[1], flush=True)\n\ndef reader", 1)
     assert "signal.sigwait(stop)" in code
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    try:
+    with python_child("-c", code) as proc:
         port = int(readline_within(proc, HANG))
         with plain_peer() as peer:
             peer.sendto(b"from the README", ("127.0.0.1", port))
@@ -70,10 +62,6 @@ def test_c3_readme_daemon_example_echoes_and_stops_on_signal(sig: signal.Signals
         _, err = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, err
         assert err == ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=HANG)
 
 
 #: What each README example prints (the client's replies come in any order).
