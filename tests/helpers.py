@@ -115,6 +115,16 @@ def wait_blocked(thread: threading.Thread) -> None:
     wait_until(lambda: thread_is_waiting_in_select(thread), what=f"{thread.name} to block in select")
 
 
+def wait_asleep_on_a_lock(thread: threading.Thread) -> None:
+    """Wait until ``thread`` sleeps in the kernel on a lock (a futex: a role it waits for), or fail."""
+
+    def asleep() -> bool:
+        with open(f"/proc/self/task/{thread.native_id}/wchan") as wchan:
+            return "futex" in wchan.read()
+
+    wait_until(asleep, what=f"{thread.name} to sleep on a lock")
+
+
 @contextmanager
 def pair(family: str = "127.0.0.1") -> Iterator[tuple[udpio.Socket, udpio.Socket]]:
     """Two bound udpio Sockets on loopback, closed on exit."""

@@ -118,7 +118,10 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        self->pending_err = err; /* B1: the datagrams taken come first */",
         "        (void)0;",
     ),
-    "K2 sent off by one": ("            *sent += n;", "            *sent += n + (n > 1);"),
+    "K2 sent off by one": (
+        "            *sent += n;\n            count_up(&self->sent, n);\n            continue;",
+        "            *sent += n + (n > 1);\n            count_up(&self->sent, n);\n            continue;",
+    ),
     "K2 messages reordered in a sendmmsg": (
         "        PyObject *item = PySequence_Fast_GET_ITEM(batch, start + got);",
         "        PyObject *item = PySequence_Fast_GET_ITEM(batch, start + (got ^ (count > 1 && got + 1 < count)));",
@@ -128,9 +131,33 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (view->len > largest_payload(&route->sa)) {",
         "    if (view->len > 65527) {",
     ),
-    "K2 a full buffer raised, not waited for": (
-        "        if (err != EAGAIN && err != EWOULDBLOCK) {\n            errno = err;\n            PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */\n            return -1;",
-        "        if (1) {\n            errno = err;\n            PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */\n            return -1;",
+    "B3 K2 a full buffer raised, not waited for": (
+        "    if (err != EAGAIN && err != EWOULDBLOCK) {\n        errno = err;",
+        "    if (1) {\n        errno = err;",
+    ),
+    "B3 a send_batch stopped part-way reports nothing sent": (
+        "    if (result == NULL) {\n        note_sent(sent);",
+        "    if (result == NULL) {\n        note_sent(0);",
+    ),
+    "S4 a send_batch's timeout does not bound waiting for the role": (
+        "    int got = role_wait(self->writer, seconds);",
+        "    int got = role_wait(self->writer, -1);",
+    ),
+    "C3 send_batch after close uses the descriptor": (
+        "        if (self->closed) {\n            PyErr_SetNone(self->state->ClosedError);\n        }\n        else if (send_frames",
+        "        if (0) {\n            PyErr_SetNone(self->state->ClosedError);\n        }\n        else if (send_frames",
+    ),
+    "C5 no release on exit from send_batch": (
+        "        if (self->send_exit_releases) { /* C5: a close() on this thread interrupted a wait */",
+        "        if (0) { /* C5: a close() on this thread interrupted a wait */",
+    ),
+    "S3 a dual-stack batch to an IPv4 address loses GSO": (
+        "    int r = parse_destination(self->family, prepared, &b->sa, &b->sa_len);",
+        "    int r = 0 * parse_destination(self->family, prepared, &b->sa, &b->sa_len);",
+    ),
+    "M3 a send_batch not counted": (
+        "            *sent += n;\n            count_up(&self->sent, n);\n        }",
+        "            *sent += n;\n        }",
     ),
     "K3 one sender remembered, not eight": (
         "    for (int k = 1; k <= SOURCE_CACHE; k++) {",
@@ -174,8 +201,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (self->queue_len > 0) {\n        return hand_out(self);\n    }\n    if (self->closed) {",
     ),
     "B3 .sent counts one datagram too many": (
-        "    if (n >= 0) {\n        return PyLong_FromLong(n);",
-        "    if (n >= 0) {\n        return PyLong_FromLong(n + 1);",
+        "            *sent += n;\n            count_up(&self->sent, n);\n        }\n        else if",
+        "            *sent += n + 1;\n            count_up(&self->sent, n);\n        }\n        else if",
     ),
     "B3 GSO takes an empty datagram into a run": (
         "views[n].len > 0 && views[n].len <= size",

@@ -10,10 +10,9 @@ method of the same name as the pure Socket's, and the native Socket puts
 ``Core`` first in its bases. Where the C method meets a case it does not
 take (a timeout to honour, an argument to complain about, a buffer that
 is full), it calls the pure method under the name ``OVERRIDES`` gives it,
-and where it must wait, it calls back into ``CALLBACKS``. ``send_batch``
-is the one call whose loop is still Python's: C overrides two of its
-steps (``_send_some``, ``_check_frames``) instead of the whole method;
-bringing it into line is open work (docs/design.md).
+and where it must wait, it calls back into ``CALLBACKS``. Every call
+follows this one pattern: C owns a call's loop or none of it
+(docs/design.md, "The seam between the twins", says why).
 """
 
 from __future__ import annotations
@@ -34,12 +33,12 @@ CALLBACKS: Final[dict[str, str]] = {
     "_check_timeout": "refuse a bad timeout with the pure backend's words (R7)",
     "_check_max_datagrams": "refuse a bad recv_batch bound with the pure backend's words (K1)",
     "_source_cmsg": "a src's control message, checked (M2)",
+    "_prepared_destination": "a batch's destination the C parser does not take, mapped or refused (S3)",
     "_explain_send_error": "a kernel error of send, in words where udpio can say more (S5)",
     "_send_slow": "send's fallback: the pure send",
     "_reply_slow": "reply's fallback: the pure reply",
+    "_send_batch_slow": "send_batch's fallback: the pure send_batch",
     "_send_many_slow": "send_many's fallback: the pure send_many",
-    "_send_some_slow": "_send_some's fallback: the pure step",
-    "_check_frames_slow": "_check_frames's fallback: the pure check, which names a bad frame",
 }
 
 #: The methods Core defines in place of the pure Socket's, and the name
@@ -51,9 +50,8 @@ OVERRIDES: Final[dict[str, Optional[str]]] = {
     "recv_batch": None,
     "send": "_send_slow",
     "reply": "_reply_slow",
+    "send_batch": "_send_batch_slow",
     "send_many": "_send_many_slow",
-    "_send_some": "_send_some_slow",
-    "_check_frames": "_check_frames_slow",
 }
 
 #: The Socket's state that Core keeps in C and the pure code reads or writes

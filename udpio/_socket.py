@@ -3,7 +3,7 @@
 This is the pure-Python backend and the reference for the native one
 (``_native.py`` over the C extension in ``_c/``), which replaces the calls
 ``udpio._seam.OVERRIDES`` lists (the receive calls, ``send``, ``reply``,
-``send_many``, and two steps of ``send_batch``) and calls back into this
+``send_batch``, ``send_many``) and calls back into this
 class, by the names ``udpio._seam.CALLBACKS`` lists, for everything else.
 
 How a call and ``close()`` share the descriptors (docs/design.md has the
@@ -703,8 +703,9 @@ class Socket:
         the native backend on Linux: runs of equal-sized datagrams as one UDP
         GSO send, the rest by ``sendmmsg``; one ``sendto`` each otherwise).
         The batch holds the writer role throughout, so another thread's
-        ``send`` never lands in the middle of it. Every frame is
-        checked before anything is sent. ``timeout`` bounds the whole batch,
+        ``send`` never lands in the middle of it. ``frames`` is any
+        iterable, read once as the call starts; every frame is checked
+        before anything is sent. ``timeout`` bounds the whole batch,
         waits for buffer room included. ``src`` is as for ``send``. Where the
         path cannot take a GSO run (a small MTU, a device without the
         offload), the same datagrams go out without it.
@@ -717,17 +718,24 @@ class Socket:
         """
         sent = 0
         try:
-            batch = frames if isinstance(frames, (list, tuple)) else list(frames)
+            batch = tuple(frames)  # read once: a list changed meanwhile changes nothing sent
             dst = self._prepared_destination(dst)
-            self._check_frames(batch, largest_payload(self._family, dst))
+            largest = largest_payload(self._family, dst)
+            for index, frame in enumerate(batch):  # B3: all checked before the first goes out
+                check_frame(frame, largest, "frames", index)
             cmsg = None if src is None else self._source_cmsg(src)
             deadline = self._take_writer(timeout, "send_batch")
             try:
                 if self._closed:
                     raise ClosedError()
                 while sent < len(batch):
+                    # One datagram per call here; the native twin sends up to
+                    # 64 per system call (GSO runs, sendmmsg: B3, B5).
                     try:
-                        went = self._send_some(batch, sent, dst, cmsg)
+                        if cmsg is None:
+                            self._sock.sendto(batch[sent], dst)
+                        else:
+                            self._sock.sendmsg([batch[sent]], [cmsg], 0, dst)
                     except BlockingIOError:
                         self._await_writable(deadline, timeout, "send_batch")
                         continue
@@ -735,8 +743,8 @@ class Socket:
                         raise _bad_send_arguments(batch[sent], dst, exc) from None
                     except socket.gaierror as exc:  # a name that does not resolve
                         raise _unresolved(dst, exc) from None
-                    sent += went
-                    self._sent += went
+                    sent += 1
+                    self._sent += 1
             finally:
                 self._give_writer()
         except BaseException as exc:
@@ -796,24 +804,6 @@ class Socket:
             self._sock.sendto(frame, dst)
         else:
             self._sock.sendmsg([frame], [cmsg], 0, dst)
-        return 1
-
-    def _check_frames(self, frames: Sequence[object], largest: int) -> None:
-        # B3: the whole batch is checked before the first datagram goes out,
-        # its sizes included. Natively the plain case is checked in C
-        # (_c/send_batch.c), which comes back here for a frame it doubts.
-        for index, frame in enumerate(frames):
-            check_frame(frame, largest, "frames", index)
-
-    def _send_some(
-        self, frames: Sequence[ReadableBuffer], start: int, dst: Address, cmsg: Optional[_Cmsg]
-    ) -> int:
-        # Send frames[start] and return how many went out: one here; the
-        # native twin sends up to 64 (GSO or sendmmsg). Caller holds the writer role.
-        if cmsg is None:
-            self._sock.sendto(frames[start], dst)
-        else:
-            self._sock.sendmsg([frames[start]], [cmsg], 0, dst)
         return 1
 
     def _take_writer(self, timeout: Optional[float], what: str) -> Optional[float]:

@@ -23,10 +23,12 @@ from tests.helpers import (
     facing_a_peer,
     full_send_buffer,
     has_ipv6,
+    held_elsewhere,
     join,
     numbered,
     refuse,
     run_in_thread,
+    wait_asleep_on_a_lock,
     wait_blocked,
 )
 
@@ -89,10 +91,10 @@ def test_b3_a_bad_frame_anywhere_fails_before_anything_is_sent(bad: object, mess
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is 3.12+")
-def test_b3_a_frame_that_empties_its_batch_while_checked_crashes_nothing() -> None:
-    # Natively the frames are checked in C; asking a frame for its buffer
-    # may run Python code that changes the very list being walked. The
-    # check must read the list's length again, never past its end.
+def test_b3_frames_are_read_once_so_a_frame_that_empties_its_list_changes_nothing_sent() -> None:
+    # Asking a frame for its buffer may run Python code that changes the
+    # very list passed in. Both backends read the frames once, as the call
+    # starts: what is sent is what was passed, and nothing reads past an end.
     batch: list[object] = []
 
     class Emptier:
@@ -102,9 +104,27 @@ def test_b3_a_frame_that_empties_its_batch_while_checked_crashes_nothing() -> No
 
     batch += [b"a", Emptier(), b"c", b"d"]
     with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
-        assert tx.send_batch(batch, dst) == 0  # type: ignore[arg-type]  # the batch is empty by then
+        assert tx.send_batch(batch, dst) == 4  # type: ignore[arg-type]
+        assert batch == []
+        assert [bytes(rx.recv(timeout=HANG)[0]) for _ in range(4)] == [b"a", b"gone", b"c", b"d"]
         assert tx.send_batch([b"ok"], dst) == 1  # the Socket stays usable
         assert bytes(rx.recv(timeout=HANG)[0]) == b"ok"
+
+
+def test_b3_frames_are_read_once_so_another_thread_changing_the_list_changes_nothing_sent() -> None:
+    # A list another thread appends to while the batch waits for the writer
+    # role: the batch is what the list held when the call began.
+    frames = [b"one", b"two"]
+    with receiver() as (rx, dst), udpio.listen("127.0.0.1:0") as tx:
+        with held_elsewhere(tx._writer):
+            waiting, result = run_in_thread(lambda: tx.send_batch(frames, dst), "batch")
+            wait_asleep_on_a_lock(waiting)
+            frames.append(b"three")
+        join(waiting)
+        assert result.error is None and result.value == 2
+        assert [bytes(rx.recv(timeout=HANG)[0]) for _ in range(2)] == [b"one", b"two"]
+        with pytest.raises(TimeoutError):  # and "three" was never sent
+            rx.recv(timeout=0)
 
 
 def test_b3_a_bad_destination_names_it_and_sends_nothing() -> None:

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 import udpio
-from tests.helpers import HANG, PACKAGE_ROOT, child_env, full_send_buffer, join, run_in_thread, wait_blocked
+from tests.helpers import (
+    HANG,
+    PACKAGE_ROOT,
+    child_env,
+    full_send_buffer,
+    has_ipv6,
+    join,
+    run_in_thread,
+    wait_blocked,
+)
 from udpio import _backend
 
 # The extension's sources, from the checkout the tests run in (an installed
@@ -124,6 +133,22 @@ def test_n1_b3_loopback_takes_udp_gso_for_equal_sized_batches(backend: str) -> N
         assert dst is not None
         assert tx.send_batch([b"g" * 100] * 20, dst) == 20
         assert tx._gso_off is False  # type: ignore[attr-defined]  # the kernel took the GSO send
+        assert [len(rx.recv(timeout=HANG)[0]) for _ in range(20)] == [100] * 20
+
+
+def test_n1_b3_s3_a_dual_stack_socket_takes_udp_gso_to_an_ipv4_address(backend: str) -> None:
+    # The destination is mapped by the twin's _prepared_destination, then
+    # sent in C: a dual-stack server loses no GSO to its IPv4 peers.
+    if backend != "native":
+        pytest.skip("UDP GSO is the native backend's; the pure send_batch is a loop of sendto")
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    with udpio.listen("127.0.0.1:0", rcvbuf=1 << 22) as rx, udpio.listen("[::]:0") as tx:
+        dst = rx.local_addr()
+        assert dst is not None
+        before = tx._gso_sends  # type: ignore[attr-defined]
+        assert tx.send_batch([b"m" * 100] * 20, dst) == 20
+        assert tx._gso_sends == before + 1  # type: ignore[attr-defined]
         assert [len(rx.recv(timeout=HANG)[0]) for _ in range(20)] == [100] * 20
 
 

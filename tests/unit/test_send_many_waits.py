@@ -1,4 +1,4 @@
-"""K2, S4: a send_many that meets a full send buffer part-way waits for room and sends the rest, in order.
+"""K2, B3, S4, C5: a batch send that meets a full send buffer part-way waits for room, and unwinds cleanly.
 
 UDP over loopback never says "would block" on its own (it drops instead),
 so the full buffer is injected: a tiny shared object, preloaded into a
@@ -33,8 +33,10 @@ int udpio_test_refusals(void) { return refusals; }
 
 static int left(void)
 {
+    /* UDPIO_EAGAIN_STUCK: the buffer stays full once it is (until the process ends). */
     const char *after = getenv("UDPIO_EAGAIN_AFTER");
-    return after == NULL || refusals > 0 ? 1 << 30 : atoi(after) - passed;
+    int stuck = getenv("UDPIO_EAGAIN_STUCK") != NULL;
+    return after == NULL || (refusals > 0 && !stuck) ? 1 << 30 : atoi(after) - passed;
 }
 
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
@@ -112,3 +114,48 @@ def test_k2_s4_a_full_buffer_part_way_waits_and_sends_the_rest_in_order(shim: Pa
     assert out["refusals"] == 1  # the injected full buffer was met, once
     assert (out["sent"], out["stats"]) == (200, 200)
     assert out["got"] == [list(range(0, 200, 2)), list(range(1, 200, 2))]
+
+
+# The batch waits for room that never comes (the shim keeps refusing); a
+# timer's signal lands on the main thread while it waits, and its handler
+# closes the Socket. The batch must raise ClosedError with what went out,
+# and, since close() ran on the thread that held the writer role, close
+# the descriptor itself as it unwinds (C5).
+_CLOSING_CHILD = r"""
+import json, signal, socket, sys
+import udpio
+peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+peer.bind(("127.0.0.1", 0))
+dst = peer.getsockname()
+frames = [b"x" * (i + 1) for i in range(20)]  # sizes that make no GSO run: sendmmsg
+with udpio.listen("127.0.0.1:0") as sock:
+    conn = sock.conn()
+    signal.signal(signal.SIGALRM, lambda signum, frame: sock.close())
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        if sys.argv[1] == "send_batch":
+            sock.send_batch(frames, dst)
+        else:
+            sock.send_many([(frame, dst) for frame in frames])
+    except udpio.ClosedError as exc:
+        out = {"backend": udpio.BACKEND, "sent": exc.sent, "released": conn.fileno() == -1}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("call", ["send_batch", "send_many"])
+def test_b3_k2_c5_close_from_a_handler_while_a_batch_waits_for_room(
+    shim: Path, backend: str, call: str
+) -> None:
+    env = dict(preloading(child_env(), shim), UDPIO_EAGAIN_AFTER="5", UDPIO_EAGAIN_STUCK="1")
+    result = subprocess.run(
+        [sys.executable, "-c", _CLOSING_CHILD, call],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=env,
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out == {"backend": backend, "sent": 5, "released": True}

@@ -24,6 +24,7 @@ from tests.helpers import (
     numbered,
     refuse,
     run_in_thread,
+    wait_asleep_on_a_lock,
     wait_blocked,
 )
 from udpio._messages import largest_payload
@@ -503,13 +504,32 @@ def test_k2_a_bad_iterable_carries_sent_zero() -> None:
         assert not_iterable.value.sent == 0  # type: ignore[attr-defined]
 
 
-def test_k2_s4_the_timeout_bounds_waiting_for_another_senders_role() -> None:
+#: A one-datagram call of each batch send, to 127.0.0.1:9 (nothing listens).
+BATCH_SENDS = {
+    "send_many": lambda sock, **kw: sock.send_many([(b"x", ("127.0.0.1", 9))], **kw),
+    "send_batch": lambda sock, **kw: sock.send_batch([b"x"], ("127.0.0.1", 9), **kw),
+}
+
+
+@pytest.mark.parametrize("call", sorted(BATCH_SENDS))
+def test_b3_k2_s4_the_timeout_bounds_waiting_for_another_senders_role(call: str) -> None:
     with server() as (sock, _):
         with held_elsewhere(sock._writer):
-            with pytest.raises(TimeoutError, match=r"^udpio: send_many timed out after 0\.05 s") as info:
-                sock.send_many([(b"x", ("127.0.0.1", 9))], timeout=0.05)
+            with pytest.raises(TimeoutError, match=rf"^udpio: {call} timed out after 0\.05 s") as info:
+                BATCH_SENDS[call](sock, timeout=0.05)
             assert info.value.sent == 0  # type: ignore[attr-defined]
-        assert sock.send_many([(b"x", ("127.0.0.1", 9))], timeout=HANG) == 1
+        assert BATCH_SENDS[call](sock, timeout=HANG) == 1
+
+
+@pytest.mark.parametrize("call", sorted(BATCH_SENDS))
+def test_b3_k2_c2_without_a_timeout_a_batch_waits_for_the_role_and_then_sends(call: str) -> None:
+    with server() as (sock, _):
+        with held_elsewhere(sock._writer):
+            waiting, result = run_in_thread(lambda: BATCH_SENDS[call](sock), call)
+            wait_asleep_on_a_lock(waiting)  # asleep on the role: not spinning, not refused
+            assert result.value is None and result.error is None
+        join(waiting)
+        assert result.error is None and result.value == 1
 
 
 def test_k2_c2_no_other_send_lands_in_the_middle() -> None:

@@ -2,7 +2,8 @@
  * class of udpio._native.Socket (the twin of udpio/_socket.py's Socket.__init__
  * and its attributes). Its methods live with their jobs: recv.c (recv,
  * recv_datagram, recv_batch), send.c (send, reply), send_batch.c
- * (send_batch's steps), send_many.c (send_many). udpio/_seam.py declares
+ * (send_batch), send_many.c (send_many), and what the calls that wait
+ * share in waiting.c. udpio/_seam.py declares
  * every name that crosses between this class and the Python Socket. */
 #include "udpio.h"
 
@@ -329,10 +330,8 @@ static PyMethodDef Core_methods[] = {
     {"reply", (PyCFunction)(void (*)(void))Core_reply, METH_FASTCALL | METH_KEYWORDS, Core_reply_doc},
     {"send_many", (PyCFunction)(void (*)(void))Core_send_many, METH_FASTCALL | METH_KEYWORDS,
      Core_send_many_doc},
-    {"_send_some", (PyCFunction)(void (*)(void))Core_send_some, METH_FASTCALL,
-     "The native Socket._send_some: up to 64 datagrams per GSO send or sendmmsg."},
-    {"_check_frames", (PyCFunction)(void (*)(void))Core_check_frames, METH_FASTCALL,
-     "The native Socket._check_frames: a batch's plain frames checked in C."},
+    {"send_batch", (PyCFunction)(void (*)(void))Core_send_batch, METH_FASTCALL | METH_KEYWORDS,
+     Core_send_batch_doc},
     {NULL},
 };
 

@@ -72,8 +72,8 @@ udpio_exec(PyObject *module)
         intern(&st->str_check_timeout, "_check_timeout") < 0 ||
         intern(&st->str_check_max_datagrams, "_check_max_datagrams") < 0 ||
         intern(&st->str_send_slow, "_send_slow") < 0 ||
-        intern(&st->str_send_some_slow, "_send_some_slow") < 0 ||
-        intern(&st->str_check_frames_slow, "_check_frames_slow") < 0 ||
+        intern(&st->str_send_batch_slow, "_send_batch_slow") < 0 ||
+        intern(&st->str_prepared_destination, "_prepared_destination") < 0 ||
         intern(&st->str_send_many_slow, "_send_many_slow") < 0 ||
         intern(&st->str_reply_slow, "_reply_slow") < 0 ||
         intern(&st->str_source_cmsg, "_source_cmsg") < 0 ||
@@ -119,8 +119,8 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_check_timeout);
     Py_CLEAR(st->str_check_max_datagrams);
     Py_CLEAR(st->str_send_slow);
-    Py_CLEAR(st->str_send_some_slow);
-    Py_CLEAR(st->str_check_frames_slow);
+    Py_CLEAR(st->str_send_batch_slow);
+    Py_CLEAR(st->str_prepared_destination);
     Py_CLEAR(st->str_send_many_slow);
     Py_CLEAR(st->str_reply_slow);
     Py_CLEAR(st->str_source_cmsg);

@@ -139,27 +139,6 @@ make_datagram(CoreObject *self, PyObject *items)
     Py_DECREF(args);
     return datagram;
 }
-/* A float or int >= 0 passes here; anything else goes to the Python twin's
- * check, which owns the error message (R7). */
-static int
-check_timeout(CoreObject *self, PyObject *timeout)
-{
-    if (PyFloat_CheckExact(timeout) && PyFloat_AS_DOUBLE(timeout) >= 0) {
-        return 0;
-    }
-    if (PyLong_CheckExact(timeout)) {
-        int overflow;
-        long v = PyLong_AsLongAndOverflow(timeout, &overflow);
-        if (overflow > 0 || (overflow == 0 && v >= 0)) {
-            return 0;
-        }
-        PyErr_Clear();
-    }
-    PyObject *r = PyObject_CallMethodOneArg((PyObject *)self, self->state->str_check_timeout, timeout);
-    Py_XDECREF(r);
-    return r == NULL ? -1 : 0;
-}
-
 /* R3: the previous frame is released, so using it after this recv raises
  * ValueError. A frame only we reference cannot be used again: dropping it
  * is enough. If the caller exports the frame itself, release() raises
@@ -456,22 +435,6 @@ failed: /* a tuple made here dies with what it holds; a parked one dies too */
     return NULL;
 }
 
-/* The deadline for the wait, on the pure backend's clock (R7). */
-static PyObject *
-make_deadline(CoreObject *self, PyObject *timeout)
-{
-    if (timeout == Py_None) {
-        return Py_NewRef(Py_None);
-    }
-    PyObject *now = PyObject_CallNoArgs(self->state->monotonic);
-    if (now == NULL) {
-        return NULL;
-    }
-    PyObject *deadline = PyNumber_Add(now, timeout);
-    Py_DECREF(now);
-    return deadline;
-}
-
 /* Try the syscall first; only when it would block, wait in the selector
  * (Socket._await_readable, which raises TimeoutError or ClosedError) and try
  * again. Returns 0 once the queue holds datagrams, or -1 with an exception.
@@ -624,37 +587,6 @@ batch_as_reader(CoreObject *self, PyObject *timeout, Py_ssize_t limit)
         got++;
     }
     return list;
-}
-
-/* C5: when close() ran on this very thread (a signal handler), this call
- * closes the descriptors as it unwinds. Keeps a pending exception. (Also
- * send_many's, which may wait in Python too.) */
-PyObject *
-release_on_exit(CoreObject *self, PyObject *result)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *pending = PyErr_GetRaisedException();
-#else
-    PyObject *type, *pending, *tb;
-    PyErr_Fetch(&type, &pending, &tb);
-#endif
-    PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, self->state->str_release);
-    if (r == NULL) { /* as in Python: the error from the finally block wins */
-#if PY_VERSION_HEX < 0x030C0000
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-#endif
-        Py_XDECREF(pending);
-        Py_XDECREF(result);
-        return NULL;
-    }
-    Py_DECREF(r);
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(pending);
-#else
-    PyErr_Restore(type, pending, tb);
-#endif
-    return result;
 }
 
 static PyObject *

@@ -1,6 +1,10 @@
 /* Socket.send_batch: up to SEND_MANY datagrams per sendmmsg, runs of equal
- * sizes as one UDP GSO send (the twin of udpio/_socket.py's
- * Socket.send_batch and _send_some, which sends one at a time). */
+ * sizes as one UDP GSO send. The twin of udpio/_socket.py's
+ * Socket.send_batch, which checks the batch the same way and then sends
+ * one datagram at a time; anything but the plain case (a frame that is
+ * not a buffer or too big, a destination that is not a numeric tuple, a
+ * src whose control message is not a pktinfo, a role this thread holds
+ * already) goes to it, and it owns every error message. */
 #include "udpio.h"
 #include "cmsg.h"
 
@@ -171,90 +175,75 @@ send_views(CoreObject *self, Py_buffer *views, Py_ssize_t got, struct sockaddr_s
     return send_mmsg(fd, views, got, sa, sa_len, from, err);
 }
 
-/* Sends frames[start:start + k] in as few system calls as one takes and
- * returns how many went out (B3). Anything but the plain case (a list or
- * tuple of C-contiguous buffers to a numeric address tuple) goes to the
- * Python twin, which sends one and owns the errors. Caller holds the writer
- * role (Socket.send_batch), which keeps the descriptor open and owns the
- * destination cache (C3). */
-static PyObject *
-send_some(CoreObject *self, PyObject *frames, Py_ssize_t start, PyObject *dst, PyObject *cmsg)
+/* Views of up to SEND_MANY of frames[start:] (a tuple: no other thread can
+ * change it). Returns how many, or -1 with the exception of a frame whose
+ * buffer passed the check and now fails (an exporter that refuses a
+ * second view), none held. */
+static Py_ssize_t
+take_views(PyObject *frames, Py_ssize_t start, Py_buffer *views)
 {
-    Py_buffer views[SEND_MANY];
+    Py_ssize_t got = 0;
+    while (got < SEND_MANY && start + got < PyTuple_GET_SIZE(frames)) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(frames, start + got), &views[got], PyBUF_SIMPLE) < 0) {
+            for (Py_ssize_t i = 0; i < got; i++) {
+                PyBuffer_Release(&views[i]);
+            }
+            return -1;
+        }
+        got++;
+    }
+    return got;
+}
+
+/* The plain case of one send_batch, checked before anything is sent (B3):
+ * its frames (a tuple, strong), where they go, and the source's
+ * control message (has_source 0: the kernel chooses, M2). */
+struct batch {
+    PyObject *frames;
     struct sockaddr_storage sa;
     socklen_t sa_len;
+    int has_source;
     struct source from;
-    int has_source = parse_source(cmsg, &from);
-    Py_ssize_t total = PySequence_Fast_GET_SIZE(frames);
-    Py_ssize_t count = total - start < SEND_MANY ? total - start : SEND_MANY;
-    PyObject **items = PySequence_Fast_ITEMS(frames);
-    Py_ssize_t got = 0;
-    if (has_source < 0 || !destination(self, dst, &sa, &sa_len)) {
-        return NULL; /* no exception set: the caller takes the Python path */
-    }
-    for (; got < count; got++) {
-        if (PyObject_GetBuffer(items[start + got], &views[got], PyBUF_SIMPLE) < 0) {
-            PyErr_Clear();
-            break;
-        }
-    }
-    int n = -1, err = 0;
-    if (got > 0) {
-        n = send_views(self, views, got, &sa, sa_len, has_source ? &from : NULL, &err);
-    }
-    for (Py_ssize_t i = 0; i < got; i++) {
-        PyBuffer_Release(&views[i]);
-    }
-    if (got == 0) {
-        return NULL; /* the first frame is not a plain buffer: the Python path says why */
-    }
-    if (n >= 0) {
-        return PyLong_FromLong(n);
-    }
-    if (err == EINTR) { /* PEP 475: run the handlers; the caller tries again */
-        return PyErr_CheckSignals() < 0 ? NULL : PyLong_FromLong(0);
-    }
-    errno = err;
-    return PyErr_SetFromErrno(PyExc_OSError); /* EAGAIN is BlockingIOError: the caller waits */
-}
-#endif
+};
 
-PyObject *
-Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* Sends the batch holding the writer role, as many datagrams per system
+ * call as the kernel takes; when its buffer is full, Socket._await_writable
+ * waits (S4). Returns 0, or -1 with an exception; *sent counts what went
+ * out either way (B3, M3). */
+static int
+send_frames(CoreObject *self, struct batch *b, PyObject *deadline, PyObject *timeout,
+            Py_ssize_t *sent)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "_send_some(frames, start, dst, cmsg)");
-        return NULL;
-    }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    if (start == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-#ifdef __linux__
-    PyObject *frames = args[0];
-    if ((PyList_CheckExact(frames) || PyTuple_CheckExact(frames)) && start >= 0 &&
-        start < PySequence_Fast_GET_SIZE(frames) && !not_initialised(self)) {
-        PyObject *r = send_some(self, frames, start, args[2], args[3]);
-        if (r != NULL || PyErr_Occurred()) {
-            return r;
+    while (*sent < PyTuple_GET_SIZE(b->frames)) {
+        Py_buffer views[SEND_MANY];
+        Py_ssize_t got = take_views(b->frames, *sent, views);
+        if (got < 0) {
+            return -1;
+        }
+        int err = 0;
+        int n = send_views(self, views, got, &b->sa, b->sa_len, b->has_source ? &b->from : NULL, &err);
+        for (Py_ssize_t i = 0; i < got; i++) {
+            PyBuffer_Release(&views[i]);
+        }
+        if (n > 0) {
+            *sent += n;
+            count_up(&self->sent, n);
+        }
+        else if (send_retry(self, err, deadline, timeout, "send_batch") < 0) {
+            return -1;
         }
     }
-#endif
-    PyObject *slow[] = {(PyObject *)self, args[0], args[1], args[2], args[3]};
-    return PyObject_VectorcallMethod(self->state->str_send_some_slow, slow,
-                                     5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    return 0;
 }
 
-/* Whether every item of the list or tuple `frames` is a C-contiguous buffer
- * of at most `largest` bytes. Returns 1 yes, 0 not certain (the caller asks
- * the Python twin, which names the frame), never an exception. The item is
- * held while its buffer is asked for: a buffer that runs Python code may
- * change the list, so its size is read again every time. */
+/* Whether every item of the tuple `frames` is a C-contiguous buffer of at
+ * most `largest` bytes. Returns 1 yes, 0 not certain (the twin then names
+ * the frame), never an exception. */
 static int
 frames_fit(PyObject *frames, Py_ssize_t largest)
 {
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(frames); i++) {
-        PyObject *item = Py_NewRef(PySequence_Fast_GET_ITEM(frames, i));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(frames); i++) {
+        PyObject *item = PyTuple_GET_ITEM(frames, i);
         Py_ssize_t size;
         if (PyBytes_CheckExact(item)) {
             size = PyBytes_GET_SIZE(item); /* the common case: no buffer to ask for */
@@ -263,13 +252,11 @@ frames_fit(PyObject *frames, Py_ssize_t largest)
             Py_buffer view;
             if (PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) < 0) {
                 PyErr_Clear();
-                Py_DECREF(item);
                 return 0;
             }
             size = view.len;
             PyBuffer_Release(&view);
         }
-        Py_DECREF(item);
         if (size > largest) {
             return 0;
         }
@@ -277,27 +264,188 @@ frames_fit(PyObject *frames, Py_ssize_t largest)
     return 1;
 }
 
-/* Socket._check_frames(frames, largest) (B3): every frame is checked before
- * anything is sent. A list or tuple whose frames all fit is checked here,
- * at a few instructions a frame; anything else goes to the Python twin,
- * which raises the error that names the frame. */
-PyObject *
-Core_check_frames(CoreObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* S3: where the batch goes. A numeric tuple of this family is parsed here;
+ * anything else is the twin's Socket._prepared_destination first (an IPv4
+ * address on a dual-stack Socket, mapped; a field sendto would truncate,
+ * refused), and parsed if it gave a numeric tuple. Returns 1, 0 (the
+ * twin's case: a name, say), or -1 with its exception, the batch's first
+ * (as in the twin, the destination is checked before the frames). */
+static int
+batch_destination(CoreObject *self, PyObject *dst, struct batch *b)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_check_frames(frames, largest)");
+    if (parse_destination(self->family, dst, &b->sa, &b->sa_len)) {
+        return 1;
+    }
+    PyObject *prepared = PyObject_CallMethodOneArg((PyObject *)self, self->state->str_prepared_destination, dst);
+    if (prepared == NULL) {
+        return -1;
+    }
+    int r = parse_destination(self->family, prepared, &b->sa, &b->sa_len);
+    Py_DECREF(prepared);
+    return r;
+}
+
+/* B3: the whole batch checked before anything is sent, in the twin's
+ * order: destination, frames, src (Socket._source_cmsg, whose error is
+ * the twin's own), timeout. Returns 1 (the plain case: *b filled), 0 (the
+ * twin's case) or -1 with an exception. */
+static int
+check_batch(CoreObject *self, PyObject *dst, PyObject *src, PyObject *timeout, struct batch *b)
+{
+    int r = batch_destination(self, dst, b);
+    if (r <= 0) {
+        return r;
+    }
+    if (!frames_fit(b->frames, largest_payload(&b->sa))) {
+        return 0;
+    }
+    b->has_source = 0;
+    if (src != Py_None) {
+        PyObject *cmsg = PyObject_CallMethodOneArg((PyObject *)self, self->state->str_source_cmsg, src);
+        if (cmsg == NULL) {
+            return -1;
+        }
+        r = parse_source(cmsg, &b->from);
+        Py_DECREF(cmsg);
+        if (r <= 0) {
+            PyErr_Clear();
+            return 0; /* a control message of another shape: the twin sends it */
+        }
+        b->has_source = 1;
+    }
+    return timeout == Py_None || check_timeout(self, timeout) == 0 ? 1 : -1;
+}
+
+/* C2, S4: take the writer role for the whole batch, waiting at most
+ * `timeout` (None: as long as it takes). Returns 1, 0 (timed out, with the
+ * twin's TimeoutError) or -1 with an exception (a signal handler raised). */
+static int
+take_writer(CoreObject *self, PyObject *timeout)
+{
+    if (role_try(self->writer)) {
+        return 1;
+    }
+    double seconds = timeout == Py_None ? -1 : PyFloat_AsDouble(timeout);
+    if (seconds == -1 && timeout != Py_None && PyErr_Occurred()) {
+        return -1;
+    }
+    int got = role_wait(self->writer, seconds);
+    if (got == 0) {
+        char *text = PyOS_double_to_string(seconds + 0.0, 'g', 6, 0, NULL);
+        if (text != NULL) {
+            PyErr_Format(PyExc_TimeoutError,
+                         "udpio: send_batch timed out after %s s waiting for another send", text);
+            PyMem_Free(text);
+        }
+    }
+    return got;
+}
+
+/* The plain case: the deadline first (the twin's clock starts before the
+ * role is taken), then the role for the whole batch (C2), the closed
+ * check (C3) and the sends. Returns the count, or NULL with an exception
+ * that carries `.sent`. */
+static PyObject *
+send_plain_batch(CoreObject *self, struct batch *b, PyObject *timeout)
+{
+    Py_ssize_t sent = 0;
+    PyObject *result = NULL;
+    PyObject *deadline = make_deadline(self, timeout);
+    int took = deadline == NULL ? -1 : take_writer(self, timeout);
+    if (took == 1) {
+        role_took(self->writer);
+        if (self->closed) {
+            PyErr_SetNone(self->state->ClosedError);
+        }
+        else if (send_frames(self, b, deadline, timeout, &sent) == 0) {
+            result = PyLong_FromSsize_t(sent);
+        }
+        if (self->send_exit_releases) { /* C5: a close() on this thread interrupted a wait */
+            result = release_on_exit(self, result);
+        }
+        role_give(self->writer);
+    }
+    Py_XDECREF(deadline);
+    if (result == NULL) {
+        note_sent(sent);
+    }
+    return result;
+}
+#endif
+
+/* The Python twin's send_batch: every case check_batch leaves to it. */
+static PyObject *
+send_batch_slow(CoreObject *self, PyObject *frames, PyObject *dst, PyObject *timeout, PyObject *src)
+{
+    PyObject *args[] = {(PyObject *)self, frames, dst, timeout, src};
+    return PyObject_VectorcallMethod(self->state->str_send_batch_slow, args,
+                                     4 | PY_VECTORCALL_ARGUMENTS_OFFSET, /* src: by keyword */
+                                     self->state->src_kwnames);
+}
+
+PyObject *
+Core_send_batch(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"frames", "dst", "timeout", "src"};
+    PyObject *argv[4] = {NULL, NULL, NULL, NULL};
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "send_batch() takes at most 3 positional arguments (%zd given)",
+                     nargs);
         return NULL;
     }
-    if (PyList_CheckExact(args[0]) || PyTuple_CheckExact(args[0])) {
-        Py_ssize_t largest = PyLong_AsSsize_t(args[1]);
-        if (largest == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (frames_fit(args[0], largest)) {
-            Py_RETURN_NONE;
-        }
+    if (parse_args("send_batch", args, nargs, kwnames, names, 2, 4, argv) < 0 ||
+        not_initialised(self)) {
+        return NULL;
     }
-    PyObject *slow[] = {(PyObject *)self, args[0], args[1]};
-    return PyObject_VectorcallMethod(self->state->str_check_frames_slow, slow,
-                                     3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *dst = argv[1];
+    PyObject *timeout = argv[2] != NULL ? argv[2] : Py_None;
+    PyObject *src = argv[3] != NULL ? argv[3] : Py_None;
+    struct batch b;
+    b.frames = PySequence_Tuple(argv[0]); /* read once (a tuple is itself) */
+    if (b.frames == NULL) {
+        note_sent(0);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    int plain = 0;
+#ifdef __linux__
+    /* A role this thread holds already (a signal handler's call inside its
+     * own send) is the twin's: its role is re-entrant. */
+    plain = role_is_mine(self->writer) ? 0 : check_batch(self, dst, src, timeout, &b);
+    if (plain > 0) {
+        result = send_plain_batch(self, &b, timeout);
+    }
+#endif
+    if (plain < 0) {
+        note_sent(0);
+    }
+    else if (plain == 0) {
+        result = send_batch_slow(self, b.frames, dst, timeout, src);
+    }
+    Py_DECREF(b.frames);
+    return result;
 }
+
+/* The Python twin's docstring, word for word (a test checks). */
+const char Core_send_batch_doc[] =
+    "send_batch($self, /, frames, dst, timeout=None, *, src=None)\n"
+    "--\n"
+    "\n"
+    "Send each buffer in ``frames`` as one datagram to ``dst``, in order; return how many.\n"
+    "\n"
+    "As many datagrams go per system call as the platform allows (with\n"
+    "the native backend on Linux: runs of equal-sized datagrams as one UDP\n"
+    "GSO send, the rest by ``sendmmsg``; one ``sendto`` each otherwise).\n"
+    "The batch holds the writer role throughout, so another thread's\n"
+    "``send`` never lands in the middle of it. ``frames`` is any\n"
+    "iterable, read once as the call starts; every frame is checked\n"
+    "before anything is sent. ``timeout`` bounds the whole batch,\n"
+    "waits for buffer room included. ``src`` is as for ``send``. Where the\n"
+    "path cannot take a GSO run (a small MTU, a device without the\n"
+    "offload), the same datagrams go out without it.\n"
+    "\n"
+    "Raises what ``send`` raises (a bad frame is named by its index).\n"
+    "Every exception it raises carries ``.sent``: how many datagrams of\n"
+    "the batch went out before it, so none is resent or lost.\n"
+    "\n"
+    "Thread-safe, as ``send``.\n";

@@ -90,16 +90,6 @@ struct route {
     int source;
 };
 
-static Py_ssize_t
-largest_payload(const struct sockaddr_storage *sa)
-{
-    if (sa->ss_family == AF_INET6 &&
-        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
-        return UDPIO_LARGEST_IPV6_PAYLOAD;
-    }
-    return UDPIO_LARGEST_IPV4_PAYLOAD; /* IPv4, also mapped into IPv6 */
-}
-
 static int
 port_of(const struct sockaddr_storage *sa)
 {
@@ -229,33 +219,9 @@ send_all(CoreObject *self, PyObject *batch, struct sources *table, Py_ssize_t *s
         if (n == -2) {
             return -1;
         }
-        if (err == EINTR) { /* PEP 475: run the handlers, then retry; a handler may close (C5) */
-            if (PyErr_CheckSignals() < 0) {
-                return -1;
-            }
-            if (self->closed) {
-                PyErr_SetNone(self->state->ClosedError);
-                return -1;
-            }
-            continue;
-        }
-        if (err != EAGAIN && err != EWOULDBLOCK) {
-            errno = err;
-            PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */
+        if (send_retry(self, err, Py_None, Py_None, "send_many") < 0) {
             return -1;
         }
-        PyObject *what = PyUnicode_FromString("send_many");
-        if (what == NULL) {
-            return -1;
-        }
-        PyObject *args[] = {(PyObject *)self, Py_None, Py_None, what};
-        PyObject *r = PyObject_VectorcallMethod(self->state->str_await_writable, args,
-                                                4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_DECREF(what);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
     }
     return 0;
 }
@@ -282,29 +248,6 @@ send_many_as_writer(CoreObject *self, PyObject *batch, struct sources *table, Py
     return PyLong_FromSsize_t(*sent);
 }
 #endif
-
-/* K2, as B3: every exception send_many raises says how many went out. */
-static void
-note_sent(Py_ssize_t sent)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
-#else
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_NormalizeException(&type, &exc, &tb);
-#endif
-    PyObject *n = PyLong_FromSsize_t(sent);
-    if (n == NULL || exc == NULL || PyObject_SetAttrString(exc, "sent", n) < 0) {
-        PyErr_Clear(); /* the exception itself matters more than its count */
-    }
-    Py_XDECREF(n);
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(type, exc, tb);
-#endif
-}
 
 /* The Python twin's send_many: timeouts, a role another thread holds, and
  * every message that is not the plain case, whose errors it names. */

@@ -14,6 +14,7 @@
  *   send.c        Socket.send
  *   send_batch.c  Socket.send_batch: sendmmsg and UDP GSO
  *   send_many.c   Socket.send_many: sendmmsg, each message its own address (K2)
+ *   waiting.c     what the calls that wait share: timeouts, retries, unwinding
  *   gro.h         reading UDP GRO's segment size (_gro.py)
  *   cmsg.h        where a datagram went, which address a send leaves from (_cmsg.py)
  *
@@ -68,8 +69,8 @@ typedef struct {
     PyObject *str_check_timeout;
     PyObject *str_check_max_datagrams;
     PyObject *str_send_slow;
-    PyObject *str_send_some_slow;
-    PyObject *str_check_frames_slow;
+    PyObject *str_send_batch_slow;
+    PyObject *str_prepared_destination;
     PyObject *str_send_many_slow;
     PyObject *str_reply_slow;
     PyObject *str_source_cmsg;
@@ -353,18 +354,54 @@ UDPIO_INTERNAL PyObject *Core_send_many(CoreObject *self, PyObject *const *args,
                                         PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_reply(CoreObject *self, PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames);
-UDPIO_INTERNAL PyObject *Core_send_some(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
-UDPIO_INTERNAL PyObject *Core_check_frames(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
+UDPIO_INTERNAL PyObject *Core_send_batch(CoreObject *self, PyObject *const *args,
+                                         Py_ssize_t nargs, PyObject *kwnames);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
 UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
 UDPIO_INTERNAL extern const char Core_recv_batch_doc[];
 UDPIO_INTERNAL extern const char Core_send_doc[];
+UDPIO_INTERNAL extern const char Core_send_batch_doc[];
 UDPIO_INTERNAL extern const char Core_send_many_doc[];
 UDPIO_INTERNAL extern const char Core_reply_doc[];
 
+/* -- waiting and unwinding (waiting.c) -------------------------------- */
+
+/* R7: a timeout the fast test below doubts; an int >= 0 passes, anything
+ * else goes to the Python twin's check, which owns the error message.
+ * Returns 0, or -1 with an exception. */
+UDPIO_INTERNAL int check_timeout_slow(CoreObject *self, PyObject *timeout);
+
+/* A float >= 0 passes at a few instructions (recv's hot path, with a
+ * timeout); anything else goes to check_timeout_slow. */
+static inline int
+check_timeout(CoreObject *self, PyObject *timeout)
+{
+    if (PyFloat_CheckExact(timeout) && PyFloat_AS_DOUBLE(timeout) >= 0) {
+        return 0;
+    }
+    return check_timeout_slow(self, timeout);
+}
+
+/* The deadline for a wait, on the pure backend's clock: None for no
+ * timeout, else monotonic() + timeout (a new reference, or NULL). */
+UDPIO_INTERNAL PyObject *make_deadline(CoreObject *self, PyObject *timeout);
+
+/* A send loop's answer to the kernel's `err` (S4): after EINTR, the signal
+ * handlers run (PEP 475) and a close() they made is ClosedError (C5);
+ * after EAGAIN, Socket._await_writable waits for room or raises
+ * TimeoutError or ClosedError; anything else is the kernel's error,
+ * verbatim. `what` names the call in a timeout's message. Returns 0: try
+ * again, or -1 with an exception. Caller holds the writer role. */
+UDPIO_INTERNAL int send_retry(CoreObject *self, int err, PyObject *deadline, PyObject *timeout,
+                              const char *what);
+
 /* C5: the call that close() interrupted on its own thread releases the
- * descriptors as it unwinds (recv.c). Steals `result`; keeps an exception. */
+ * descriptors as it unwinds. Steals `result`; keeps an exception. */
 UDPIO_INTERNAL PyObject *release_on_exit(CoreObject *self, PyObject *result);
+
+/* B3, K2: the pending exception of a batch send gets `.sent`, how many of
+ * its datagrams went out before it (none is resent or lost). */
+UDPIO_INTERNAL void note_sent(Py_ssize_t sent);
 
 /* Fills out[0..nmax) from positional and keyword arguments; the first
  * `nrequired` must be given. Only the names in `names` are accepted. */
@@ -428,6 +465,19 @@ UDPIO_INTERNAL PyObject *make_address(const struct sockaddr_storage *ss, socklen
  * and owns every error message (S3). */
 UDPIO_INTERNAL int parse_destination(int family, PyObject *dst, struct sockaddr_storage *sa,
                                      socklen_t *len);
+
+/* The most one UDP datagram to `sa` carries (_messages.largest_payload):
+ * over IPv6 the UDP header less; over IPv4, mapped into IPv6 too, IPv4's
+ * header as well. */
+static inline Py_ssize_t
+largest_payload(const struct sockaddr_storage *sa)
+{
+    if (sa->ss_family == AF_INET6 &&
+        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
+        return UDPIO_LARGEST_IPV6_PAYLOAD;
+    }
+    return UDPIO_LARGEST_IPV4_PAYLOAD;
+}
 
 /* The parsed destination, from the cache when `dst` is the very object of
  * the last send (an echo replies to the tuple recv returned; a client sends
