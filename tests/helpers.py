@@ -366,20 +366,24 @@ def python_child(
     env: dict[str, str] | None = None,
     cwd: str = PACKAGE_ROOT,
     runner: tuple[str, ...] = (),
+    pass_fds: tuple[int, ...] = (),
 ) -> Iterator[subprocess.Popen[str]]:
     """``sys.executable`` with ``args``, on the udpio and backend under test; always reaped.
 
-    Text pipes for stdout (and stderr unless told otherwise); killed on the
-    way out if it is still running, so a failing test leaves no process.
-    ``runner`` goes before the interpreter (``ip netns exec NS``).
+    Text pipes for stdin and stdout (and stderr unless told otherwise);
+    killed on the way out if it is still running, so a failing test leaves
+    no process. ``runner`` goes before the interpreter (``ip netns exec
+    NS``); ``pass_fds`` are inherited.
     """
     proc = subprocess.Popen(
         [*runner, sys.executable, *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
         env=child_env() if env is None else env,
         cwd=cwd,
+        pass_fds=pass_fds,
     )
     try:
         yield proc
@@ -387,7 +391,7 @@ def python_child(
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=HANG)
-        for pipe in (proc.stdout, proc.stderr):
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
 

@@ -319,3 +319,114 @@ def _static_neighbours(client: Host, server: Host) -> None:
         "nud",
         "permanent",
     )
+
+
+#: The routed hosts' addresses: the client's side of the router, and the
+#: server's (E7).
+NEAR4, FAR4 = "198.18.1.0/24", "198.18.2.0/24"
+ROUTED_CLIENT4, ROUTER_NEAR4, ROUTER_FAR4, ROUTED_SERVER4 = (
+    "198.18.1.1",
+    "198.18.1.254",
+    "198.18.2.254",
+    "198.18.2.1",
+)
+ROUTED_CLIENT6, ROUTER_NEAR6 = "fd75:6470:696f:1::1", "fd75:6470:696f:1::fe"
+ROUTER_FAR6, ROUTED_SERVER6 = "fd75:6470:696f:2::fe", "fd75:6470:696f:2::1"
+
+#: The kernel's ICMP rate limits, off (the defaults let one error a second
+#: per peer and 1,000 a second in all through): a test counts every report.
+_NO_ICMP_LIMITS = (
+    "net.ipv4.icmp_ratelimit=0",
+    "net.ipv4.icmp_msgs_per_sec=1000000",
+    "net.ipv4.icmp_msgs_burst=1000000",
+    "net.ipv6.icmp.ratelimit=0",
+)
+
+
+@dataclass
+class Routed:
+    """A client and a server with a router between them (E7)."""
+
+    client: Host
+    router: Host
+    server: Host
+    far_mtu: int
+
+
+@contextmanager
+def routed_hosts(far_mtu: int = 1280) -> Iterator[Routed]:
+    """Client -- router -- server, each its own namespace; removed on exit, whatever happened.
+
+    The router forwards both families; its link to the server has MTU
+    ``far_mtu`` (the client's link 1500), so a datagram the client sends
+    with DF over that size gets a real router's fragmentation-needed
+    (IPv4) or packet-too-big (IPv6) report. ICMP rate limits are off in
+    all three, so every report a test provokes comes.
+    """
+    require()
+    tag = f"udpio{os.getpid()}r{next(_counter)}"
+    client, router, server = Host(f"{tag}c", "vc"), Host(f"{tag}r", "rn"), Host(f"{tag}s", "vs")
+    made: list[str] = []
+    try:
+        for host in (client, router, server):
+            _sh("ip", "netns", "add", host.name)
+            made.append(host.name)
+            _sh("ip", "-n", host.name, "link", "set", "lo", "up")
+            for setting in _NO_ICMP_LIMITS:
+                # Some kernels keep a limit global, not per namespace: skip what is not there.
+                subprocess.run(
+                    ["ip", "netns", "exec", host.name, "sysctl", "-q", "-w", setting],
+                    capture_output=True,
+                    timeout=30,
+                )
+        _sh(
+            "ip",
+            "-n",
+            client.name,
+            "link",
+            "add",
+            "vc",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "rn",
+            "netns",
+            router.name,
+        )
+        _sh(
+            "ip",
+            "-n",
+            router.name,
+            "link",
+            "add",
+            "rf",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vs",
+            "netns",
+            server.name,
+        )
+        _sh("ip", "netns", "exec", router.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        _sh("ip", "netns", "exec", router.name, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+        for ns, dev, mtu, v4, v6 in (
+            (client.name, "vc", 1500, f"{ROUTED_CLIENT4}/24", f"{ROUTED_CLIENT6}/64"),
+            (router.name, "rn", 1500, f"{ROUTER_NEAR4}/24", f"{ROUTER_NEAR6}/64"),
+            (router.name, "rf", far_mtu, f"{ROUTER_FAR4}/24", f"{ROUTER_FAR6}/64"),
+            (server.name, "vs", far_mtu, f"{ROUTED_SERVER4}/24", f"{ROUTED_SERVER6}/64"),
+        ):
+            _sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{dev}.accept_dad=0")
+            _sh("ip", "-n", ns, "link", "set", dev, "mtu", str(mtu))
+            _sh("ip", "-n", ns, "addr", "add", v4, "dev", dev)
+            _sh("ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad")
+            _sh("ip", "-n", ns, "link", "set", dev, "up")
+        _sh("ip", "-n", client.name, "route", "add", "default", "via", ROUTER_NEAR4)
+        _sh("ip", "-n", client.name, "-6", "route", "add", "default", "via", ROUTER_NEAR6)
+        _sh("ip", "-n", server.name, "route", "add", "default", "via", ROUTER_FAR4)
+        _sh("ip", "-n", server.name, "-6", "route", "add", "default", "via", ROUTER_FAR6)
+        yield Routed(client, router, server, far_mtu)
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)

@@ -272,6 +272,34 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    return !(self->gso_refused_size > 0 && size >= self->gso_refused_size &&",
         "    return !(self->gso_refused_size > 0 &&",
     ),
+    "E4 a send raises an earlier datagram's report": (
+        "        while (n < 0 && self->peer_errors && *err != EAGAIN",
+        "        while (0 && n < 0 && self->peer_errors && *err != EAGAIN",
+    ),
+    "E4 a receive raises an earlier datagram's report": (
+        "                int again = retry_past_reports(self, err, &attempt, 0);",
+        "                int again = 0 * retry_past_reports(self, err, &attempt, 0);",
+    ),
+    "E4 a batch send raises an earlier datagram's report": (
+        "        if (self->peer_errors) { /* E4: maybe an earlier datagram's report */",
+        "        if (0) { /* E4: maybe an earlier datagram's report */",
+    ),
+    "E6 the queue left unread before a receive waits": (
+        "        if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */\n"
+        "            struct gathered g;\n            PyObject *list = gather_reports(self, 0, &g);\n"
+        "            if (list == NULL) {\n                break;",
+        "        if (0) { /* E6: unread reports would end the wait at once, again and again */\n"
+        "            struct gathered g;\n            PyObject *list = gather_reports(self, 0, &g);\n"
+        "            if (list == NULL) {\n                break;",
+    ),
+    "E2 the error taken from errno, not from the report": (
+        "            PyLong_FromUnsignedLong(ee->ee_errno),",
+        "            PyLong_FromLong(errno),",
+    ),
+    "E3 the reports read are not kept": (
+        "    if (!failed && PyList_GET_SIZE(list) > 0) {",
+        "    if (0) {",
+    ),
     "dst cache never invalidated": (
         "    if (dst != self->dst) {\n        if (!parse",
         "    if (self->dst == NULL) {\n        if (!parse",

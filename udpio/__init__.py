@@ -22,6 +22,7 @@ from udpio._addresses import Address
 from udpio._backend import BACKEND, Socket
 from udpio._datagram import Datagram, Stats
 from udpio._errors import ClosedError, ConcurrentRecvError, datagrams_sent
+from udpio._reports import PeerError
 
 if TYPE_CHECKING:
     from udpio._daemon import serve
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 ErrClosed = ClosedError
 
 # Public names say where users import them from (help(), reprs, the API page).
-for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError):
+for _public in (Socket, Datagram, Stats, ClosedError, ConcurrentRecvError, PeerError):
     _public.__module__ = __name__
 del _public
 
@@ -43,6 +44,7 @@ __all__ = [
     "Datagram",
     "ErrClosed",
     "Group",
+    "PeerError",
     "Socket",
     "Stats",
     "datagrams_sent",
@@ -81,6 +83,8 @@ def listen(
     rcvbuf: Optional[int] = None,
     sndbuf: Optional[int] = None,
     reuse_port: bool = False,
+    peer_errors: bool = False,
+    dont_fragment: bool = False,
 ) -> Socket:
     """Resolve ``addr``, bind a UDP socket to it, and return it as a Socket.
 
@@ -101,6 +105,20 @@ def listen(
     bound; binding where a socket without the option holds the address
     is the kernel's ``EADDRINUSE``.
 
+    ``peer_errors=True`` asks the kernel for the network's reports about
+    the datagrams this Socket sends (a peer's closed port, an unreachable
+    host, a path smaller than a datagram): ``Socket.peer_errors()`` returns
+    them, each with the peer it is about, and no receive or send call
+    raises an error that belongs to an earlier datagram. Off by default,
+    and then such reports are not heard at all.
+
+    ``dont_fragment=True`` sends every datagram with the don't-fragment
+    bit: one larger than the local link carries is the send's own
+    ``EMSGSIZE``, and a router on a smaller path answers with a report
+    carrying that path's MTU (with ``peer_errors=True``; for a tunnel or a
+    QUIC daemon sizing its packets). Both are Linux's; elsewhere asking
+    for them is an ``OSError`` naming the option.
+
     Raises ``ValueError``/``TypeError`` for a malformed address (four
     numbers over 255 included) or buffer size (quoting it),
     ``socket.gaierror`` for a host that does not resolve, and the kernel's
@@ -108,19 +126,30 @@ def listen(
     (e.g. ``EADDRINUSE``). A failed call leaves no descriptor open.
     Thread-safe.
     """
-    return _socket.listen_with(Socket, addr, rcvbuf=rcvbuf, sndbuf=sndbuf, reuse_port=reuse_port)
+    return _socket.listen_with(
+        Socket,
+        addr,
+        rcvbuf=rcvbuf,
+        sndbuf=sndbuf,
+        reuse_port=reuse_port,
+        peer_errors=peer_errors,
+        dont_fragment=dont_fragment,
+    )
 
 
-def wrap_conn(conn: socket.socket) -> Socket:
+def wrap_conn(conn: socket.socket, *, peer_errors: bool = False, dont_fragment: bool = False) -> Socket:
     """Adopt an existing UDP socket (IPv4 or IPv6, bound or not) as a Socket.
 
     On success the Socket owns ``conn``: it makes it nonblocking, turns
     its UDP GRO option on where ``recv`` splits joined reads (the native
     backend on Linux) and off elsewhere, and ``close()`` closes it; do not
-    close it yourself.
+    close it yourself. ``peer_errors`` and ``dont_fragment`` are as for
+    :func:`listen` (set on ``conn`` once it passed the checks); a socket
+    that has ``IP_RECVERR`` on already is handled as with
+    ``peer_errors=True``.
 
     Raises ``TypeError`` for something that is not a ``socket.socket`` and
     ``ValueError`` for a closed, non-UDP or non-IP socket; then ``conn`` is
     left exactly as it was. Thread-safe.
     """
-    return _socket.wrap_conn_with(Socket, conn)
+    return _socket.wrap_conn_with(Socket, conn, peer_errors=peer_errors, dont_fragment=dont_fragment)

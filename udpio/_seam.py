@@ -39,6 +39,7 @@ CALLBACKS: Final[dict[str, str]] = {
     "_reply_slow": "reply's fallback: the pure reply",
     "_send_batch_slow": "send_batch's fallback: the pure send_batch",
     "_send_many_slow": "send_many's fallback: the pure send_many",
+    "_keep_reports": "the reports the C code read from the error queue, into the Socket's store (E3)",
 }
 
 #: The methods Core defines in place of the pure Socket's, and the name
@@ -52,6 +53,7 @@ OVERRIDES: Final[dict[str, Optional[str]]] = {
     "reply": "_reply_slow",
     "send_batch": "_send_batch_slow",
     "send_many": "_send_many_slow",
+    "_gather_reports": None,
 }
 
 #: The Socket's state that Core keeps in C and the pure code reads or writes
@@ -73,8 +75,11 @@ SHARED_STATE: Final = frozenset(
         "_gso_off",
         "_gso_sends",
         "_depth",
+        "_peer_errors",
     }
 )
 
 #: The Python objects the C module imports when it loads (module.c).
-IMPORTS: Final = frozenset({"udpio._errors.ClosedError", "udpio._datagram.Datagram", "time.monotonic"})
+IMPORTS: Final = frozenset(
+    {"udpio._errors.ClosedError", "udpio._datagram.Datagram", "udpio._reports.PeerError", "time.monotonic"}
+)

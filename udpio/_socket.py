@@ -48,7 +48,7 @@ from typing import (
     Union,
 )
 
-from udpio import _cmsg
+from udpio import _cmsg, _options
 from udpio._addresses import (
     Address,
     check_ipv6_fields,
@@ -63,6 +63,15 @@ from udpio._errors import ClosedError, ConcurrentRecvError
 from udpio._gro import set_gro
 from udpio._messages import LARGEST_IPV6_PAYLOAD, Message, check_frame, check_messages, largest_payload
 from udpio._pool import BUFFER_SIZE, BufferPool, is_exported, shared_pool
+from udpio._reports import (
+    ANCILLARY_SIZE,
+    UNREAD_REPORTS,
+    PeerError,
+    PeerErrors,
+    Reports,
+    parse_report,
+    try_again,
+)
 from udpio._wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -195,6 +204,10 @@ class Socket:
         # which interface, with which TOS (recv_datagram reads it).
         dual_stack = _cmsg.dual_stack(conn)
         _cmsg.enable(conn, dual_stack)
+        # E1: whether the kernel queues its reports on this socket (and hands
+        # their errors to the next call): asked of the socket, so an adopted
+        # one that has IP_RECVERR on already is protected as well (E4).
+        peer_errors = _options.asks_for_reports(conn)
         self._sock: Final = conn
         self._family: Final = conn.family
         # An IPv6 Socket that also carries IPv4 (IPV6_V6ONLY off): fixed once
@@ -248,6 +261,17 @@ class Socket:
         # Cached: the bound address never changes, and reading it from the
         # cache needs no role. None until an adopted socket gets bound.
         self._local: Optional[Address] = local
+
+        # E1-E4: whether calls must tell reports from their own errors, and
+        # the reports gathered for peer_errors(). _gathering: at most one
+        # thread reads the error queue at a time, so the reports keep the
+        # order they came in; a thread that finds it taken goes on.
+        self._peer_errors = peer_errors
+        self._reports: Final = Reports()
+        self._gathering: Final = threading.Lock()
+        # Reports left queued since the queue was last read (a hint: two
+        # threads may count at once, which only moves when it is read).
+        self._unread = 0
 
     # -- the hot path -------------------------------------------------------
 
@@ -309,6 +333,10 @@ class Socket:
                 nbytes, addr = self._sock.recvfrom_into(buf)
             except BlockingIOError:
                 nbytes, addr = self._wait_and_recv(functools.partial(self._sock.recvfrom_into, buf), timeout)
+            except OSError as exc:  # E4: maybe a report about an earlier datagram
+                nbytes, addr = self._wait_and_recv(
+                    functools.partial(self._sock.recvfrom_into, buf), timeout, exc
+                )
             frame = self._frame = memoryview(buf).toreadonly()[:nbytes]
             self._received += 1
             return frame, addr
@@ -337,12 +365,13 @@ class Socket:
         try:
             buf = self._read_buffer()
             recvmsg_into = self._sock.recvmsg_into
+            read = functools.partial(recvmsg_into, [buf], _cmsg.SPACE)
             try:
-                nbytes, ancdata, flags, src = recvmsg_into([buf], _cmsg.SPACE)
+                nbytes, ancdata, flags, src = read()
             except BlockingIOError:
-                nbytes, ancdata, flags, src = self._wait_and_recv(
-                    functools.partial(recvmsg_into, [buf], _cmsg.SPACE), timeout
-                )
+                nbytes, ancdata, flags, src = self._wait_and_recv(read, timeout)
+            except OSError as exc:  # E4: maybe a report about an earlier datagram
+                nbytes, ancdata, flags, src = self._wait_and_recv(read, timeout, exc)
             frame = self._frame = memoryview(buf).toreadonly()[:nbytes]
             dst, ifindex, tos = _cmsg.parse(ancdata, flags, self._family, self._port())
             self._received += 1
@@ -370,19 +399,21 @@ class Socket:
             arena = arenas[used - 1]
             with memoryview(arena) as room:
                 into = [room[offset:]]
+                read = functools.partial(recvmsg_into, into, _cmsg.SPACE)
                 try:
-                    nbytes, ancdata, flags, src = recvmsg_into(into, _cmsg.SPACE)
+                    nbytes, ancdata, flags, src = read()
                 except BlockingIOError:
                     if datagrams:
                         break  # nothing more is ready
-                    nbytes, ancdata, flags, src = self._wait_and_recv(
-                        functools.partial(recvmsg_into, into, _cmsg.SPACE), timeout
-                    )
+                    nbytes, ancdata, flags, src = self._wait_and_recv(read, timeout)
                 except OSError as exc:
-                    if not datagrams:
-                        raise
-                    self._pending_error = exc  # B1: raised by the next receive call
-                    break
+                    if not datagrams:  # E4: maybe a report about an earlier datagram
+                        nbytes, ancdata, flags, src = self._wait_and_recv(read, timeout, exc)
+                    elif self._report_explains(exc, 0, sending=False):  # E4: counted, not raised
+                        break
+                    else:
+                        self._pending_error = exc  # B1: raised by the next receive call
+                        break
                 finally:
                     into[0].release()
             frame = memoryview(arena).toreadonly()[offset : offset + nbytes]
@@ -555,16 +586,35 @@ class Socket:
             except socket.gaierror as exc:  # the other family's address, or a name
                 nbytes = self._send_after_resolver_error(frame, dst, exc, deadline, timeout)
             except OSError as exc:
-                explained = self._explain_send_error(frame, dst, exc.errno or 0)
-                if explained is None:
-                    raise
-                raise explained from None
+                send = functools.partial(self._sock.sendto, frame, dst)
+                nbytes = self._send_failed(send, exc, deadline, timeout, frame, dst)
             self._sent += 1
             return nbytes
         finally:
             if self._send_exit_releases:
                 self._release()
             writer.release()
+
+    def _send_failed(
+        self,
+        send: Callable[[], int],
+        failed: OSError,
+        deadline: Optional[float],
+        timeout: Optional[float],
+        frame: ReadableBuffer,
+        dst: object,
+    ) -> int:
+        # send's syscall (send() sends `frame` to `dst`) failed with
+        # `failed`: with peer_errors on, maybe an earlier datagram's report,
+        # so it tries again as E4 says; its own error is raised, in S5's
+        # words where udpio has them. Caller holds the writer role.
+        try:
+            return self._send_slowly(send, failed, deadline, timeout, "send")
+        except OSError as exc:
+            explained = self._explain_send_error(frame, dst, exc.errno or 0)
+            if explained is None:
+                raise
+            raise explained from None
 
     def _explain_send_error(self, frame: ReadableBuffer, dst: object, err: int) -> Optional[OSError]:
         # S5: the kernel's error for this send, its class and errno kept,
@@ -601,6 +651,8 @@ class Socket:
             return send()
         except BlockingIOError:
             return self._wait_and_send(send, deadline, timeout)
+        except OSError as exc:
+            return self._send_failed(send, exc, deadline, timeout, frame, mapped)
 
     def _prepared_destination(self, dst: Address) -> Address:
         # S3 before a batch or a send from a src: the checks sendto cannot
@@ -635,6 +687,8 @@ class Socket:
                 raise _bad_send_arguments(frame, dst, exc) from None
             except socket.gaierror as exc:
                 raise _unresolved(dst, exc) from None
+            except OSError as exc:
+                nbytes = self._send_failed(sendmsg, exc, deadline, timeout, frame, dst)
             self._sent += 1
             return nbytes
         finally:
@@ -731,18 +785,20 @@ class Socket:
                 while sent < len(batch):
                     # One datagram per call here; the native twin sends up to
                     # 64 per system call (GSO runs, sendmmsg: B3, B5).
+                    if cmsg is None:
+                        send = functools.partial(self._sock.sendto, batch[sent], dst)
+                    else:
+                        send = functools.partial(self._sock.sendmsg, [batch[sent]], [cmsg], 0, dst)
                     try:
-                        if cmsg is None:
-                            self._sock.sendto(batch[sent], dst)
-                        else:
-                            self._sock.sendmsg([batch[sent]], [cmsg], 0, dst)
+                        send()
                     except BlockingIOError:
-                        self._await_writable(deadline, timeout, "send_batch")
-                        continue
+                        self._send_slowly(send, None, deadline, timeout, "send_batch")
                     except (TypeError, ValueError, OverflowError) as exc:
                         raise _bad_send_arguments(batch[sent], dst, exc) from None
                     except socket.gaierror as exc:  # a name that does not resolve
                         raise _unresolved(dst, exc) from None
+                    except OSError as exc:  # E4: maybe a report about an earlier datagram
+                        self._send_slowly(send, exc, deadline, timeout, "send_batch")
                     sent += 1
                     self._sent += 1
             finally:
@@ -782,11 +838,13 @@ class Socket:
                 if self._closed:
                     raise ClosedError()
                 while sent < len(checked):
+                    send = functools.partial(self._send_messages, checked, sent)
                     try:
-                        went = self._send_messages(checked, sent)
+                        went = send()
                     except BlockingIOError:
-                        self._await_writable(deadline, timeout, "send_many")
-                        continue
+                        went = self._send_slowly(send, None, deadline, timeout, "send_many")
+                    except OSError as exc:  # E4: maybe a report about an earlier datagram
+                        went = self._send_slowly(send, exc, deadline, timeout, "send_many")
                     sent += went
                     self._sent += went
             finally:
@@ -825,17 +883,35 @@ class Socket:
 
     # -- waiting (the slow path) --------------------------------------------
 
-    def _wait_and_recv(self, read: Callable[[], _T], timeout: Optional[float]) -> _T:
-        # Caller holds the reader role. Wait only after the syscall said
-        # "would block", and retry it after every wake-up. (The native recv
-        # runs this same loop in C, calling _await_readable.)
+    def _wait_and_recv(
+        self, read: Callable[[], _T], timeout: Optional[float], failed: Optional[OSError] = None
+    ) -> _T:
+        # The slow path of every receive, holding the reader role: the read
+        # said "would block" (failed None) or failed with a kernel error.
+        # Wait only after "would block", and read again after every wake-up
+        # (R7). With peer_errors on (E4), an error is the kernel handing this
+        # call an earlier datagram's report: the reports are gathered and
+        # the read tried again as try_again says; and the error queue is
+        # read before every wait, or its readiness would end the wait at
+        # once, again and again (E6). Without it, the error is raised (R8).
+        # (The native receive calls run this same loop in C.)
         deadline = None if timeout is None else monotonic() + timeout
+        attempt = 0
         while True:
-            self._await_readable(deadline, timeout)
+            if failed is None:
+                if self._peer_errors:
+                    self._gather_reports()
+                self._await_readable(deadline, timeout)
+            elif self._report_explains(failed, attempt, sending=False):
+                attempt += 1
+            else:
+                raise failed
             try:
                 return read()
             except BlockingIOError:
-                continue  # a wake-up with nothing to read; wait again
+                failed = None  # a wake-up with nothing to read; wait again
+            except OSError as exc:
+                failed = exc
 
     def _await_readable(self, deadline: Optional[float], timeout: Optional[float]) -> None:
         # One wait for the socket or the wake-up, then the closed check (C3).
@@ -851,12 +927,39 @@ class Socket:
     ) -> int:
         # Wait for room and call send() again, until it goes out. Caller
         # holds the writer role.
+        return self._send_slowly(send, None, deadline, timeout, "send")
+
+    def _send_slowly(
+        self,
+        send: Callable[[], int],
+        failed: Optional[OSError],
+        deadline: Optional[float],
+        timeout: Optional[float],
+        what: str,
+    ) -> int:
+        # The slow path of every send's syscall, holding the writer role:
+        # it said "would block" (failed None) or failed with a kernel error.
+        # Wait for room after "would block" (S4) and send again. With
+        # peer_errors on (E4), an error may be an earlier datagram's report:
+        # the reports are gathered and the send tried again as try_again
+        # says (its own error is raised); and the error queue is read before
+        # every wait, as for a receive (E6). (Natively: send_retry, in C.)
+        attempt = 0
         while True:
-            self._await_writable(deadline, timeout, "send")
+            if failed is None:
+                if self._peer_errors:
+                    self._gather_reports()
+                self._await_writable(deadline, timeout, what)
+            elif self._report_explains(failed, attempt, sending=True):
+                attempt += 1
+            else:
+                raise failed
             try:
                 return send()
             except BlockingIOError:
-                continue
+                failed = None
+            except OSError as exc:
+                failed = exc
 
     def _await_writable(self, deadline: Optional[float], timeout: Optional[float], what: str) -> None:
         # One wait for buffer room or the wake-up, then the closed check
@@ -944,6 +1047,77 @@ class Socket:
         with self._fds_lock:  # the descriptor stays open meanwhile (C3)
             drops = self._final_drops if self._released else kernel_drops(self._sock)
         return Stats(self._received, self._sent, drops)
+
+    def peer_errors(self) -> PeerErrors:
+        """The network's reports about datagrams this Socket sent, gathered since the last call.
+
+        Each is a ``PeerError(peer, errno, origin, type, code, info,
+        reporter)``, oldest first: a peer whose port is closed
+        (``ECONNREFUSED``), a host or network that cannot be reached, a path
+        smaller than a datagram sent with ``dont_fragment`` (``EMSGSIZE``,
+        ``info`` its MTU). The Socket keeps at most 1,024; the list's
+        ``dropped`` says how many older ones it dropped since the last call.
+        Only a Socket made with ``peer_errors=True`` hears any; otherwise the
+        list is always empty. After ``close()`` it returns what was gathered
+        before.
+
+        Raises nothing of its own. Never waits; thread-safe, also while
+        other threads are in ``recv`` or ``send``.
+        """
+        if self._peer_errors:
+            with self._fds_lock:  # the descriptor stays open meanwhile (C3)
+                if not self._released:
+                    self._gather_reports()
+        return self._reports.take()
+
+    def _gather_reports(self) -> Optional[list[PeerError]]:
+        # E2, E3: read the error queue until it is empty, keep the reports
+        # and return them (E4's rule looks at them). One reader at a time,
+        # so they are kept in the order they came; a thread that finds the
+        # queue being read goes on, with None: the reader takes what is
+        # there. Caller keeps the descriptor open (a role, or _fds_lock).
+        # (Natively: _c/reports.c, which reads up to 16 per recvmmsg.)
+        if not self._gathering.acquire(False):
+            return None
+        gathered: list[PeerError] = []
+        self._unread = 0
+        try:
+            for _ in range(_REPORTS_PER_GATHER):
+                try:
+                    _, ancdata, _, peer = self._sock.recvmsg(0, ANCILLARY_SIZE, socket.MSG_ERRQUEUE)
+                except (BlockingIOError, InterruptedError):
+                    break  # empty; or a signal: the next gathering reads on
+                report = parse_report(ancdata, peer)
+                if report is not None:
+                    gathered.append(report)
+            if gathered:
+                self._keep_reports(gathered)
+        finally:
+            self._gathering.release()
+        return gathered
+
+    def _report_explains(self, failed: OSError, attempt: int, sending: bool) -> bool:
+        # E4: whether a call whose syscall failed with `failed` tries again.
+        # A receive's failure is always a report's (UDP's receive has no
+        # errors of its own: each is the socket's pending error, which one
+        # report sets and the failed read clears): it reads again at once,
+        # and the queue is read every UNREAD_REPORTS such failures (P13: read
+        # one report at a time as each came, a flood cost 3x a datagram's
+        # receive). A send's failure: the queue is read, and try_again
+        # decides. (Natively: retry_past_reports.)
+        if not self._peer_errors:
+            return False
+        if not sending:
+            self._unread += 1
+            if self._unread >= UNREAD_REPORTS:
+                self._unread = 0
+                self._gather_reports()
+            return True
+        return try_again(failed.errno or 0, self._gather_reports(), attempt, sending=sending)
+
+    def _keep_reports(self, reports: list[PeerError]) -> None:
+        # E3: into the store peer_errors() takes from (the native gathering calls this too).
+        self._reports.keep(reports)
 
     def _return_buffer(self) -> None:
         # Caller holds the reader role.
@@ -1112,6 +1286,10 @@ def _bad_send_arguments(frame: object, dst: object, exc: Exception) -> Exception
     return type(exc)(f"udpio: bad destination {dst!r}: {exc}")
 
 
+#: The most reports one gathering reads (as the C twin's): a flood is read
+#: in rounds, so no call reads for long (E6).
+_REPORTS_PER_GATHER: Final = 1024
+
 #: The largest SO_RCVBUF/SO_SNDBUF a caller may ask for: the option is a C int.
 _MAX_BUFFER_SIZE: Final = 2**31 - 1
 
@@ -1123,12 +1301,12 @@ def listen_with(
     rcvbuf: Optional[int] = None,
     sndbuf: Optional[int] = None,
     reuse_port: bool = False,
+    peer_errors: bool = False,
+    dont_fragment: bool = False,
 ) -> Socket:
     """``udpio.listen`` for the Socket class ``cls`` (a backend's)."""
-    if not isinstance(reuse_port, bool):
-        raise TypeError(f"udpio: reuse_port must be True or False, not {reuse_port!r}")
-    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):  # G1: before anything is bound
-        raise OSError(errno.ENOPROTOOPT, "udpio: reuse_port: this platform has no SO_REUSEPORT")
+    flags = {"reuse_port": reuse_port, "peer_errors": peer_errors, "dont_fragment": dont_fragment}
+    _options.check_flags(**flags)  # G1, E1, E5: before anything is bound
     for name, size in (("rcvbuf", rcvbuf), ("sndbuf", sndbuf)):
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool):
@@ -1148,8 +1326,7 @@ def listen_with(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             if sndbuf is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-            if reuse_port:  # G1: before bind, or the kernel refuses to share the address
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            _options.apply(sock, **flags)
             sock.bind(sockaddr)
             return cls(sock)
         except OSError as exc:
@@ -1168,8 +1345,14 @@ def listen_with(
     ) from None
 
 
-def wrap_conn_with(cls: type[Socket], conn: socket.socket) -> Socket:
+def wrap_conn_with(
+    cls: type[Socket], conn: socket.socket, *, peer_errors: bool = False, dont_fragment: bool = False
+) -> Socket:
     """``udpio.wrap_conn`` for the Socket class ``cls`` (a backend's)."""
+    _options.check_flags(peer_errors=peer_errors, dont_fragment=dont_fragment)
+    if peer_errors or dont_fragment:
+        _check_adoptable(conn)  # W1 before the options: a refused conn is left as it was
+        _options.apply(conn, peer_errors=peer_errors, dont_fragment=dont_fragment)
     return cls(conn)  # on failure it leaves conn as it was (setblocking is its last step)
 
 

@@ -5,6 +5,7 @@ from typing import Any, Optional, Union
 
 from udpio._addresses import Address
 from udpio._datagram import Datagram
+from udpio._reports import PeerError
 
 SPLITS_GRO: bool
 #: The most read buffers ("slots") one Socket reads a batch into.
@@ -12,6 +13,8 @@ RECV_MANY: int
 #: The most one UDP datagram carries (udpio._messages has the same two).
 LARGEST_IPV4_PAYLOAD: int
 LARGEST_IPV6_PAYLOAD: int
+#: Reports a receive leaves queued before it reads them (udpio._reports has the same).
+UNREAD_REPORTS: int
 
 class ReadBuffer:
     """A pool buffer whose exports are read-only views of its current datagram."""
@@ -46,6 +49,8 @@ class Core:
     # _gro, _closed, _recv_exit_releases, _send_exit_releases, _received and
     # _sent, typed where udpio._socket.Socket declares them.
     _gso_sends: int
+    _peer_errors: bool
+    def _gather_reports(self) -> Optional[list[PeerError]]: ...
     def recv(self, timeout: Optional[float] = None) -> tuple[memoryview, Address]: ...
     def reply(self, frame: Any, to: Datagram, timeout: Optional[float] = None) -> int: ...
     def send_batch(

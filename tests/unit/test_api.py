@@ -24,6 +24,7 @@ def test_api_public_names_are_exactly_the_reference_table() -> None:
         "Datagram",
         "ErrClosed",
         "Group",
+        "PeerError",
         "Socket",
         "Stats",
         "datagrams_sent",

@@ -333,7 +333,7 @@ def test_cli_bench_help_names_its_options() -> None:
     assert "--quick" in result.stdout and "--json" in result.stdout
 
 
-def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_p11_bench_measures_every_figure_with_consistent_verdicts(
+def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_p11_p13_bench_measures_every_figure_with_consistent_verdicts(
     tmp_path: Path,
 ) -> None:
     # No test asserts a speed: this one pins that the benchmark measures what
@@ -345,8 +345,18 @@ def test_p1_p2_p3_p4_p5_p6_p7_p8_p10_p11_bench_measures_every_figure_with_consis
     figures = _bench.run(tiny, kinds)
     rows = {(f.rule, f.backend) for f in figures}
     assert rows == {
-        (rule, name) for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11") for name in kinds
+        (rule, name)
+        for rule in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11", "P13")
+        for name in kinds
     } | ({("P8", "native, GRO off"), ("P10", "native")} if "native" in kinds else set())
+    # P13: P1, P2 and P7 with peer_errors on over off (within noise), and P1
+    # under a flood of reports (at most 1.5x), for every backend.
+    p13 = [f for f in figures if f.rule == "P13"]
+    assert len(p13) == 5 * len(kinds)
+    assert sorted(f.limit or 0 for f in p13 if "reports/s flood" in f.what) == [1.5] * len(kinds)
+    assert sorted(f.limit or 0 for f in p13 if "peer_errors on" in f.what) == [1.1] * 3 * len(kinds)
+    assert [f.limit for f in p13 if "as fast as" in f.what] == [None] * len(kinds)  # shown, not held
+    assert all(f.met == (round(f.udpio / f.baseline, 2) <= f.limit) for f in p13 if f.baseline and f.limit)
     # What --help says it measures is what it measures (it said "P1-P8"
     # and printed P10 and P11 too).
     assert {rule.split()[0] for rule, _ in rows} == set(_bench.MEASURED) - ({"P10"} - {r for r, _ in rows})
@@ -458,7 +468,7 @@ def test_cli_bench_quick_prints_table_and_writes_json(tmp_path: Path) -> None:
     assert document["environment"]["python"] == sys.version.split()[0]
     rules = [figure["rule"] for figure in document["figures"]]
     native = "native" in document["environment"]["backends"]
-    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11"} | (
+    assert set(rules) == {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P11", "P13"} | (
         {"P10"} if native else set()
     )
     for figure in document["figures"]:

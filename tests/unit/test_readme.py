@@ -69,6 +69,7 @@ EXPECTED = {
     "client": sorted(f"b'n={n}'" for n in range(8)),
     "retain": ["[b'head0', b'head1', b'head2']"],
     "refused": ["connected: Connection refused", "unconnected: silence"],
+    "peer_errors": ["3 refusals; ECONNREFUSED from ('127.0.0.1', 0)"],
     "batch": ["True"],
 }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import udpio
-from udpio import _messages, _seam, _socket
+from udpio import _messages, _reports, _seam, _socket
 from udpio._pool import BufferPool
 
 C_SOURCES = Path(__file__).resolve().parents[2] / "udpio" / "_c"
@@ -87,6 +87,7 @@ def test_n1_the_payload_limits_are_one_value_in_both_languages(native: type[_soc
 
     assert _speedups.LARGEST_IPV4_PAYLOAD == _messages.LARGEST_IPV4_PAYLOAD == 65507
     assert _speedups.LARGEST_IPV6_PAYLOAD == _messages.LARGEST_IPV6_PAYLOAD == 65527
+    assert _speedups.UNREAD_REPORTS == _reports.UNREAD_REPORTS == 16
     assert not re.search(r"\b6550[0-9]\b|\b6552[0-9]\b", _c("*.c")), (
         "a payload limit written as a number in the C code, not as its name"
     )

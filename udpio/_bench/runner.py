@@ -13,7 +13,7 @@ from typing import Optional
 
 import udpio
 from udpio import _socket
-from udpio._bench import latency, memory, options, receive, send, throughput
+from udpio._bench import latency, memory, options, receive, reports, send, throughput
 from udpio._bench.common import Opened, backends
 from udpio._bench.figures import Config, Figure, format_time
 
@@ -34,6 +34,7 @@ FAMILIES: tuple[Family, ...] = (
     throughput.run_p8,
     options.run_p10,
     memory.run_p11,
+    reports.run_p13,
 )
 
 

@@ -53,7 +53,7 @@ def p2_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
 # -- P7: send_batch -----------------------------------------------------------------------------
 
 
-def _p7_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
+def p7_udpio(tx: udpio.Socket, sink: socket.socket, batch: int) -> float:
     dst = sink.getsockname()
     frames = [PAYLOAD] * batch
     start = time.perf_counter()
@@ -154,7 +154,7 @@ def run_p2_p7(config: Config, kinds: dict[str, type[_socket.Socket]], opened: Op
         for i, n in enumerate(names, 1)
     ]
     batch_sides: list[Callable[[], float]] = [lambda: _p2_plain(plain_tx, sink, config.batch)]
-    batch_sides += [functools.partial(_p7_udpio, txs[n], sink, config.batch) for n in names]
+    batch_sides += [functools.partial(p7_udpio, txs[n], sink, config.batch) for n in names]
     batch = interleaved(config.rounds, batch_sides)
     for i, n in enumerate(names, 1):
         # 64 B datagrams of one size: UDP GSO natively, unless the kernel refused it.

@@ -308,6 +308,7 @@ static PyMemberDef Core_members[] = {
     {"_closed", T_BOOL, offsetof(CoreObject, closed), 0, NULL},
     {"_recv_exit_releases", T_BOOL, offsetof(CoreObject, recv_exit_releases), 0, NULL},
     {"_send_exit_releases", T_BOOL, offsetof(CoreObject, send_exit_releases), 0, NULL},
+    {"_peer_errors", T_BOOL, offsetof(CoreObject, peer_errors), 0, NULL},
     {"_gso_off", T_BOOL, offsetof(CoreObject, gso_off), READONLY,
      "Whether the kernel refused UDP GSO for this socket (send_batch then uses sendmmsg)."},
     {"_pool", T_OBJECT, offsetof(CoreObject, pool), 0, NULL},
@@ -332,6 +333,8 @@ static PyMethodDef Core_methods[] = {
      Core_send_many_doc},
     {"send_batch", (PyCFunction)(void (*)(void))Core_send_batch, METH_FASTCALL | METH_KEYWORDS,
      Core_send_batch_doc},
+    {"_gather_reports", (PyCFunction)Core_gather_reports, METH_NOARGS,
+     "The native Socket._gather_reports: the error queue read in C (E2, E3)."},
     {NULL},
 };
 

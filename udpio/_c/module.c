@@ -53,7 +53,8 @@ udpio_exec(PyObject *module)
     if (PyModule_AddObjectRef(module, "SPLITS_GRO", splits_gro ? Py_True : Py_False) < 0 ||
         PyModule_AddIntConstant(module, "RECV_MANY", RECV_MANY) < 0 ||
         PyModule_AddIntConstant(module, "LARGEST_IPV4_PAYLOAD", UDPIO_LARGEST_IPV4_PAYLOAD) < 0 ||
-        PyModule_AddIntConstant(module, "LARGEST_IPV6_PAYLOAD", UDPIO_LARGEST_IPV6_PAYLOAD) < 0) {
+        PyModule_AddIntConstant(module, "LARGEST_IPV6_PAYLOAD", UDPIO_LARGEST_IPV6_PAYLOAD) < 0 ||
+        PyModule_AddIntConstant(module, "UNREAD_REPORTS", UDPIO_UNREAD_REPORTS) < 0) {
         return -1;
     }
     st->memoryview_release = PyObject_GetAttrString((PyObject *)&PyMemoryView_Type, "release");
@@ -61,8 +62,13 @@ udpio_exec(PyObject *module)
     st->monotonic = import_attr("time", "monotonic");
     st->Datagram = import_attr("udpio._datagram", "Datagram");
     st->src_kwnames = Py_BuildValue("(s)", "src");
+    st->PeerError = import_attr("udpio._reports", "PeerError");
+    st->str_icmp = PyUnicode_InternFromString("icmp");
+    st->str_icmp6 = PyUnicode_InternFromString("icmp6");
+    st->str_local = PyUnicode_InternFromString("local");
     if (st->memoryview_release == NULL || st->ClosedError == NULL || st->monotonic == NULL ||
-        st->Datagram == NULL || st->src_kwnames == NULL) {
+        st->Datagram == NULL || st->src_kwnames == NULL || st->PeerError == NULL ||
+        st->str_icmp == NULL || st->str_icmp6 == NULL || st->str_local == NULL) {
         return -1;
     }
     if (intern(&st->str_get, "get") < 0 || intern(&st->str_put, "put") < 0 ||
@@ -78,7 +84,8 @@ udpio_exec(PyObject *module)
         intern(&st->str_reply_slow, "_reply_slow") < 0 ||
         intern(&st->str_source_cmsg, "_source_cmsg") < 0 ||
         intern(&st->str_explain_send_error, "_explain_send_error") < 0 ||
-        intern(&st->str_await_writable, "_await_writable") < 0) {
+        intern(&st->str_await_writable, "_await_writable") < 0 ||
+        intern(&st->str_keep_reports, "_keep_reports") < 0) {
         return -1;
     }
     return 0;
@@ -96,6 +103,7 @@ udpio_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->monotonic);
     Py_VISIT(st->Datagram);
     Py_VISIT(st->src_kwnames);
+    Py_VISIT(st->PeerError);
     return 0;
 }
 
@@ -126,6 +134,11 @@ udpio_clear(PyObject *module)
     Py_CLEAR(st->str_source_cmsg);
     Py_CLEAR(st->str_explain_send_error);
     Py_CLEAR(st->str_await_writable);
+    Py_CLEAR(st->str_keep_reports);
+    Py_CLEAR(st->PeerError);
+    Py_CLEAR(st->str_icmp);
+    Py_CLEAR(st->str_icmp6);
+    Py_CLEAR(st->str_local);
     return 0;
 }
 

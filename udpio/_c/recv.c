@@ -443,7 +443,7 @@ static int
 read_or_wait(CoreObject *self, PyObject *timeout, int want)
 {
     PyObject *deadline = NULL;
-    int err;
+    int err, attempt = 0;
     for (;;) {
         if (read_batch(self, want, &err) > 0) {
             Py_XDECREF(deadline);
@@ -461,10 +461,31 @@ read_or_wait(CoreObject *self, PyObject *timeout, int want)
             continue;
         }
         if (err != EAGAIN && err != EWOULDBLOCK) {
+#ifdef __linux__
+            if (self->peer_errors) { /* E4: an earlier datagram's report, gathered */
+                int again = retry_past_reports(self, err, &attempt, 0);
+                if (again < 0) {
+                    break;
+                }
+                if (again) {
+                    continue;
+                }
+            }
+#endif
             errno = err;
             PyErr_SetFromErrno(PyExc_OSError); /* R8: the kernel's error, verbatim */
             break;
         }
+#ifdef __linux__
+        if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */
+            struct gathered g;
+            PyObject *list = gather_reports(self, 0, &g);
+            if (list == NULL) {
+                break;
+            }
+            Py_DECREF(list);
+        }
+#endif
         if (deadline == NULL && (deadline = make_deadline(self, timeout)) == NULL) {
             break;
         }
@@ -536,6 +557,15 @@ read_more(CoreObject *self, Py_ssize_t want)
     }
     int n = read_batch(self, want < RECV_MANY ? (int)want : RECV_MANY, &err);
     if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+#ifdef __linux__
+        if (self->peer_errors) { /* E4: a report's error: counted, never raised */
+            int attempt = 0;
+            if (retry_past_reports(self, err, &attempt, 0) < 0) {
+                PyErr_Clear(); /* the queue is read again before the next wait */
+            }
+            return 0;
+        }
+#endif
         self->pending_err = err; /* B1: the datagrams taken come first */
     }
     return n > 0 ? n : 0;

@@ -33,10 +33,46 @@ cache_source(CoreObject *self, PyObject *src, PyObject *fresh)
     return 1;
 }
 
-/* One nonblocking sendto, or with a source one sendmsg carrying its pktinfo
- * (M2), the GIL released (N5). The writer role keeps close() from freeing
- * the descriptor meanwhile (C3). Returns the bytes written, -1 with *err
- * set, or -2: not the fast case. */
+/* One nonblocking sendto, or with the cached source (M2) one sendmsg
+ * carrying its pktinfo, the GIL released (N5). Returns the bytes written,
+ * or -1 with *err set. Caller holds the writer role. */
+static ssize_t
+send_once(CoreObject *self, Py_buffer *view, struct sockaddr_storage *sa, socklen_t sa_len,
+          int from, int *err)
+{
+    int fd = self->fd;
+    ssize_t n;
+    if (!from) {
+        Py_BEGIN_ALLOW_THREADS
+        n = sendto(fd, view->buf, (size_t)view->len, 0, (struct sockaddr *)sa, sa_len);
+        *err = errno;
+        Py_END_ALLOW_THREADS
+        return n;
+    }
+    control_buffer control;
+    struct iovec iov = {view->buf, (size_t)view->len};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    memset(&control, 0, sizeof(control));
+    msg.msg_name = sa;
+    msg.msg_namelen = sa_len;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf); /* CMSG_FIRSTHDR needs room */
+    msg.msg_controllen = put_source(CMSG_FIRSTHDR(&msg), &self->from);
+    Py_BEGIN_ALLOW_THREADS
+    n = sendmsg(fd, &msg, 0);
+    *err = errno;
+    Py_END_ALLOW_THREADS
+    return n;
+}
+
+/* One datagram, holding the writer role for it; with peer_errors, tried
+ * again while E4 says an error was a report's. The writer role keeps
+ * close() from freeing the descriptor meanwhile (C3). Returns the bytes
+ * written, -1 with *err set, -2: not the fast case, or -3 with an
+ * exception. */
 static Py_ssize_t
 send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, PyObject *fresh,
               int *err)
@@ -50,31 +86,18 @@ send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, P
     role_took(self->writer);
     if (!self->closed && destination(self, dst, &sa, &sa_len) &&
         (src == NULL || src == self->from.obj || cache_source(self, src, fresh))) {
-        int fd = self->fd;
-        if (src == NULL) {
-            Py_BEGIN_ALLOW_THREADS
-            n = sendto(fd, view->buf, (size_t)view->len, 0, (struct sockaddr *)&sa, sa_len);
-            *err = errno;
-            Py_END_ALLOW_THREADS
+        n = send_once(self, view, &sa, sa_len, src != NULL, err);
+#ifdef __linux__
+        int attempt = 0; /* E4: an error may be an earlier datagram's report */
+        while (n < 0 && self->peer_errors && *err != EAGAIN && *err != EWOULDBLOCK && *err != EINTR) {
+            int again = retry_past_reports(self, *err, &attempt, 1);
+            if (again <= 0) {
+                n = again < 0 ? -3 : n;
+                break;
+            }
+            n = send_once(self, view, &sa, sa_len, src != NULL, err);
         }
-        else {
-            control_buffer control;
-            struct iovec iov = {view->buf, (size_t)view->len};
-            struct msghdr msg;
-            memset(&msg, 0, sizeof(msg));
-            memset(&control, 0, sizeof(control));
-            msg.msg_name = &sa;
-            msg.msg_namelen = sa_len;
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.buf;
-            msg.msg_controllen = sizeof(control.buf); /* CMSG_FIRSTHDR needs room */
-            msg.msg_controllen = put_source(CMSG_FIRSTHDR(&msg), &self->from);
-            Py_BEGIN_ALLOW_THREADS
-            n = sendmsg(fd, &msg, 0);
-            *err = errno;
-            Py_END_ALLOW_THREADS
-        }
+#endif
         if (n >= 0) {
             count_up(&self->sent, 1); /* M3 */
         }
@@ -132,6 +155,9 @@ send_one(CoreObject *self, PyObject *frame, PyObject *dst, PyObject *timeout, Py
     PyBuffer_Release(&view);
     if (n >= 0) {
         return PyLong_FromSsize_t(n);
+    }
+    if (n == -3) {
+        return NULL;
     }
     if (n == -2 || err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
         return send_slow(self, frame, dst, timeout, src);

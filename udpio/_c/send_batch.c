@@ -154,6 +154,17 @@ send_views(CoreObject *self, Py_buffer *views, Py_ssize_t got, struct sockaddr_s
             iov[i].iov_len = (size_t)views[i].len;
         }
         int n = send_gso(fd, iov, run, sa, sa_len, (uint16_t)views[0].len, from, err);
+        if (n < 0 && self->peer_errors && gso_refused(*err)) {
+            /* E4: an earlier datagram's report (a path's EMSGSIZE) is not
+             * this run's refusal: gathered, and the run tried again. */
+            int attempt = 0, again = retry_past_reports(self, *err, &attempt, 1);
+            if (again < 0) {
+                return -2;
+            }
+            if (again) {
+                n = send_gso(fd, iov, run, sa, sa_len, (uint16_t)views[0].len, from, err);
+            }
+        }
         if (n >= 0) {
             self->gso_sends++;
             return n;
@@ -214,6 +225,7 @@ static int
 send_frames(CoreObject *self, struct batch *b, PyObject *deadline, PyObject *timeout,
             Py_ssize_t *sent)
 {
+    int attempt = 0; /* E4: failures a report may explain, since the last progress */
     while (*sent < PyTuple_GET_SIZE(b->frames)) {
         Py_buffer views[SEND_MANY];
         Py_ssize_t got = take_views(b->frames, *sent, views);
@@ -225,11 +237,15 @@ send_frames(CoreObject *self, struct batch *b, PyObject *deadline, PyObject *tim
         for (Py_ssize_t i = 0; i < got; i++) {
             PyBuffer_Release(&views[i]);
         }
+        if (n == -2) {
+            return -1; /* an exception, gathering reports */
+        }
         if (n > 0) {
             *sent += n;
             count_up(&self->sent, n);
+            attempt = 0;
         }
-        else if (send_retry(self, err, deadline, timeout, "send_batch") < 0) {
+        else if (send_retry(self, err, deadline, timeout, "send_batch", &attempt) < 0) {
             return -1;
         }
     }

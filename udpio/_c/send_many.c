@@ -208,18 +208,20 @@ static int
 send_all(CoreObject *self, PyObject *batch, struct sources *table, Py_ssize_t *sent)
 {
     Py_ssize_t total = PySequence_Fast_GET_SIZE(batch);
+    int attempt = 0; /* E4: failures a report may explain, since the last progress */
     while (*sent < total) {
         int err = 0;
         int n = send_chunk(self, batch, *sent, table, &err);
         if (n > 0) {
             *sent += n;
             count_up(&self->sent, n);
+            attempt = 0;
             continue;
         }
         if (n == -2) {
             return -1;
         }
-        if (send_retry(self, err, Py_None, Py_None, "send_many") < 0) {
+        if (send_retry(self, err, Py_None, Py_None, "send_many", &attempt) < 0) {
             return -1;
         }
     }

@@ -15,6 +15,7 @@
  *   send_batch.c  Socket.send_batch: sendmmsg and UDP GSO
  *   send_many.c   Socket.send_many: sendmmsg, each message its own address (K2)
  *   waiting.c     what the calls that wait share: timeouts, retries, unwinding
+ *   reports.c     the error queue: the network's reports per peer (_reports.py)
  *   gro.h         reading UDP GRO's segment size (_gro.py)
  *   cmsg.h        where a datagram went, which address a send leaves from (_cmsg.py)
  *
@@ -76,6 +77,11 @@ typedef struct {
     PyObject *str_source_cmsg;
     PyObject *str_explain_send_error;
     PyObject *str_await_writable;
+    PyObject *str_keep_reports;
+    PyObject *PeerError;  /* udpio._reports.PeerError */
+    PyObject *str_icmp;   /* PeerError.origin's three values */
+    PyObject *str_icmp6;
+    PyObject *str_local;
 } udpio_state;
 
 UDPIO_INTERNAL extern struct PyModuleDef udpio_module;
@@ -255,6 +261,15 @@ typedef struct {
     char recv_exit_releases;
     char send_exit_releases;
     char gso_off; /* the kernel has no UDP GSO: sendmmsg from then on */
+    /* E1: the kernel queues its reports here and hands their errors to the
+     * next call; every call then tells them from its own (E4). Set once,
+     * by Socket.__init__. */
+    char peer_errors;
+    /* E3: 1 while a thread reads the error queue (reports.c): one at a
+     * time, so the reports are kept in the order they came. */
+    atomic_int gathering;
+    /* Reports left queued since the queue was last read (a hint). */
+    atomic_int unread;
     char gro;     /* UDP_GRO is on: a slot may hold several datagrams (B1) */
     /* recv_datagram has been called: from then on every batch asks the
      * kernel for all control messages (M1). Until then a batch has room for
@@ -356,6 +371,7 @@ UDPIO_INTERNAL PyObject *Core_reply(CoreObject *self, PyObject *const *args, Py_
                                     PyObject *kwnames);
 UDPIO_INTERNAL PyObject *Core_send_batch(CoreObject *self, PyObject *const *args,
                                          Py_ssize_t nargs, PyObject *kwnames);
+UDPIO_INTERNAL PyObject *Core_gather_reports(CoreObject *self, PyObject *unused);
 UDPIO_INTERNAL extern const char Core_recv_doc[];
 UDPIO_INTERNAL extern const char Core_recv_datagram_doc[];
 UDPIO_INTERNAL extern const char Core_recv_batch_doc[];
@@ -393,11 +409,45 @@ UDPIO_INTERNAL PyObject *make_deadline(CoreObject *self, PyObject *timeout);
  * verbatim. `what` names the call in a timeout's message. Returns 0: try
  * again, or -1 with an exception. Caller holds the writer role. */
 UDPIO_INTERNAL int send_retry(CoreObject *self, int err, PyObject *deadline, PyObject *timeout,
-                              const char *what);
+                              const char *what, int *attempt);
 
 /* C5: the call that close() interrupted on its own thread releases the
  * descriptors as it unwinds. Steals `result`; keeps an exception. */
 UDPIO_INTERNAL PyObject *release_on_exit(CoreObject *self, PyObject *result);
+
+/* -- the network's reports (reports.c) -------------------------------- */
+
+/* A receive whose read failed for a report reads again at once and leaves
+ * the report queued; the queue is read after this many such failures, or
+ * before a wait (udpio._reports.UNREAD_REPORTS; a test compares them). */
+#define UDPIO_UNREAD_REPORTS 16
+
+/* What one gathering found: how many reports, and whether one of them
+ * (made by this host, or by the network) carried the error looked for. */
+struct gathered {
+    int count;
+    int local_match;
+    int remote_match;
+    int busy; /* another thread was reading the queue: nothing read here */
+};
+
+/* E2, E3: read the error queue until it is empty (at most 1,024 reports),
+ * keep the reports (Socket._keep_reports) and return them as a list (a new
+ * reference, or NULL with an exception); `err`: the error to look for
+ * among them (*g). Another thread reading the queue already: an empty
+ * list. Caller holds a role (the descriptor stays open). */
+UDPIO_INTERNAL PyObject *gather_reports(CoreObject *self, int err, struct gathered *g);
+
+/* E4: a call's syscall failed with `err` on a Socket with peer_errors:
+ * gather the reports, then say whether to try again
+ * (udpio._reports.try_again): the first failure always (the kernel hands
+ * a pending report's error to one call, which clears it), a later one
+ * while the reports explain it or another thread reads them, never a
+ * send's failure this host reported as it failed. A receive always tries
+ * again (it has no errors of its own), leaving the report queued for a
+ * later round (Socket._report_explains). Counts *attempt. Returns 1, 0,
+ * or -1 with an exception. Caller holds a role. */
+UDPIO_INTERNAL int retry_past_reports(CoreObject *self, int err, int *attempt, int sending);
 
 /* B3, K2: the pending exception of a batch send gets `.sent`, how many of
  * its datagrams went out before it (none is resent or lost). */

@@ -39,7 +39,8 @@ make_deadline(CoreObject *self, PyObject *timeout)
 }
 
 int
-send_retry(CoreObject *self, int err, PyObject *deadline, PyObject *timeout, const char *what)
+send_retry(CoreObject *self, int err, PyObject *deadline, PyObject *timeout, const char *what,
+           int *attempt)
 {
     if (err == EINTR) { /* PEP 475: run the handlers, then retry; a handler may close (C5) */
         if (PyErr_CheckSignals() < 0) {
@@ -52,10 +53,28 @@ send_retry(CoreObject *self, int err, PyObject *deadline, PyObject *timeout, con
         return 0;
     }
     if (err != EAGAIN && err != EWOULDBLOCK) {
+#ifdef __linux__
+        if (self->peer_errors) { /* E4: maybe an earlier datagram's report */
+            int again = retry_past_reports(self, err, attempt, 1);
+            if (again != 0) {
+                return again > 0 ? 0 : -1;
+            }
+        }
+#endif
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError); /* the kernel's error, verbatim */
         return -1;
     }
+#ifdef __linux__
+    if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */
+        struct gathered g;
+        PyObject *list = gather_reports(self, 0, &g);
+        if (list == NULL) {
+            return -1;
+        }
+        Py_DECREF(list);
+    }
+#endif
     PyObject *name = PyUnicode_FromString(what);
     if (name == NULL) {
         return -1;
