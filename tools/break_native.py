@@ -43,9 +43,9 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "            note_sent(0);",
     ),
     "M3 a send_many's datagrams counted only when the whole call went out": (
-        "            *sent += n;\n            count_up(&self->sent, n);\n            continue;",
+        "            *sent += n;\n            count_up(&self->sent, n);\n            attempt = 0;\n            continue;",
         "            *sent += n;\n            if (*sent == total) {\n"
-        "                count_up(&self->sent, total);\n            }\n            continue;",
+        "                count_up(&self->sent, total);\n            }\n            attempt = 0;\n            continue;",
     ),
     "K2 only the first sendmmsg's messages checked before sending": (
         "    for (Py_ssize_t i = 0; i < n; i++) {\n        struct route route;",
@@ -119,8 +119,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        (void)0;",
     ),
     "K2 sent off by one": (
-        "            *sent += n;\n            count_up(&self->sent, n);\n            continue;",
-        "            *sent += n + (n > 1);\n            count_up(&self->sent, n);\n            continue;",
+        "            *sent += n;\n            count_up(&self->sent, n);\n            attempt = 0;\n            continue;",
+        "            *sent += n + (n > 1);\n            count_up(&self->sent, n);\n            attempt = 0;\n            continue;",
     ),
     "K2 messages reordered in a sendmmsg": (
         "        PyObject *item = PySequence_Fast_GET_ITEM(batch, start + got);",
@@ -132,8 +132,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (view->len > 65527) {",
     ),
     "B3 K2 a full buffer raised, not waited for": (
-        "    if (err != EAGAIN && err != EWOULDBLOCK) {\n        errno = err;",
-        "    if (1) {\n        errno = err;",
+        "    if (err != EAGAIN && err != EWOULDBLOCK) {\n#ifdef __linux__\n        if (self->peer_errors) { /* E4",
+        "    if (1) {\n#ifdef __linux__\n        if (self->peer_errors) { /* E4",
     ),
     "B3 a send_batch stopped part-way reports nothing sent": (
         "    if (result == NULL) {\n        note_sent(sent);",
@@ -156,8 +156,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    int r = 0 * parse_destination(self->family, prepared, &b->sa, &b->sa_len);",
     ),
     "M3 a send_batch not counted": (
-        "            *sent += n;\n            count_up(&self->sent, n);\n        }",
-        "            *sent += n;\n        }",
+        "            *sent += n;\n            count_up(&self->sent, n);\n            attempt = 0;\n        }",
+        "            *sent += n;\n            attempt = 0;\n        }",
     ),
     "K3 one sender remembered, not eight": (
         "    for (int k = 1; k <= SOURCE_CACHE; k++) {",
@@ -201,8 +201,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    if (self->queue_len > 0) {\n        return hand_out(self);\n    }\n    if (self->closed) {",
     ),
     "B3 .sent counts one datagram too many": (
-        "            *sent += n;\n            count_up(&self->sent, n);\n        }\n        else if",
-        "            *sent += n + 1;\n            count_up(&self->sent, n);\n        }\n        else if",
+        "            *sent += n;\n            count_up(&self->sent, n);\n            attempt = 0;\n        }\n        else if",
+        "            *sent += n + 1;\n            count_up(&self->sent, n);\n            attempt = 0;\n        }\n        else if",
     ),
     "B3 GSO takes an empty datagram into a run": (
         "views[n].len > 0 && views[n].len <= size",
@@ -273,8 +273,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "    return !(self->gso_refused_size > 0 &&",
     ),
     "E4 a send raises an earlier datagram's report": (
-        "        while (n < 0 && self->peer_errors && *err != EAGAIN",
-        "        while (0 && n < 0 && self->peer_errors && *err != EAGAIN",
+        "        if (n < 0 && self->peer_errors) {\n            n = send_past_reports(",
+        "        if (0) {\n            n = send_past_reports(",
     ),
     "E4 a receive raises an earlier datagram's report": (
         "                int again = retry_past_reports(self, err, &attempt, 0);",

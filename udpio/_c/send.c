@@ -36,7 +36,7 @@ cache_source(CoreObject *self, PyObject *src, PyObject *fresh)
 /* One nonblocking sendto, or with the cached source (M2) one sendmsg
  * carrying its pktinfo, the GIL released (N5). Returns the bytes written,
  * or -1 with *err set. Caller holds the writer role. */
-static ssize_t
+static inline Py_ALWAYS_INLINE ssize_t
 send_once(CoreObject *self, Py_buffer *view, struct sockaddr_storage *sa, socklen_t sa_len,
           int from, int *err)
 {
@@ -68,6 +68,32 @@ send_once(CoreObject *self, Py_buffer *view, struct sockaddr_storage *sa, sockle
     return n;
 }
 
+#ifdef __linux__
+/* E4: the send failed with *err on a Socket with peer_errors: maybe an
+ * earlier datagram's report. Sends again while retry_past_reports says so.
+ * Returns the bytes written, -1 with *err set (the send's own error, or one
+ * that needs the twin: EAGAIN, EINTR), or -3 with an exception. Caller
+ * holds the writer role. Off the hot path: not inlined into it. */
+static ssize_t
+send_past_reports(CoreObject *self, Py_buffer *view, struct sockaddr_storage *sa, socklen_t sa_len,
+                  int from, int *err)
+{
+    int attempt = 0;
+    ssize_t n = -1;
+    while (*err != EAGAIN && *err != EWOULDBLOCK && *err != EINTR) {
+        int again = retry_past_reports(self, *err, &attempt, 1);
+        if (again <= 0) {
+            return again < 0 ? -3 : -1;
+        }
+        n = send_once(self, view, sa, sa_len, from, err);
+        if (n >= 0) {
+            break;
+        }
+    }
+    return n;
+}
+#endif
+
 /* One datagram, holding the writer role for it; with peer_errors, tried
  * again while E4 says an error was a report's. The writer role keeps
  * close() from freeing the descriptor meanwhile (C3). Returns the bytes
@@ -88,14 +114,8 @@ send_datagram(CoreObject *self, Py_buffer *view, PyObject *dst, PyObject *src, P
         (src == NULL || src == self->from.obj || cache_source(self, src, fresh))) {
         n = send_once(self, view, &sa, sa_len, src != NULL, err);
 #ifdef __linux__
-        int attempt = 0; /* E4: an error may be an earlier datagram's report */
-        while (n < 0 && self->peer_errors && *err != EAGAIN && *err != EWOULDBLOCK && *err != EINTR) {
-            int again = retry_past_reports(self, *err, &attempt, 1);
-            if (again <= 0) {
-                n = again < 0 ? -3 : n;
-                break;
-            }
-            n = send_once(self, view, &sa, sa_len, src != NULL, err);
+        if (n < 0 && self->peer_errors) {
+            n = send_past_reports(self, view, &sa, sa_len, src != NULL, err);
         }
 #endif
         if (n >= 0) {
