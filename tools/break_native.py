@@ -315,7 +315,21 @@ def _build() -> None:
 
 def _run_native_tests() -> tuple[int, list[str]]:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", "native", "tests"],
+        # Not the test of this tool's own texts, which every mutant fails by
+        # being one: the suite must catch the mutant by what it does.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "native",
+            "--ignore=tests/unit/test_break_native.py",
+            "tests",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "UDPIO_TEST_WATCHDOG": "60"},
