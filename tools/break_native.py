@@ -284,6 +284,10 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        if (self->peer_errors) { /* E4: maybe an earlier datagram's report */",
         "        if (0) { /* E4: maybe an earlier datagram's report */",
     ),
+    "E4 B5 a reported EMSGSIZE taken for the path refusing GSO": (
+        "        if (n < 0 && self->peer_errors && gso_refused(*err)) {",
+        "        if (0) {",
+    ),
     "E6 the queue left unread before a receive waits": (
         "        if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */\n"
         "            struct gathered g;\n            PyObject *list = gather_reports(self, 0, &g);\n"

@@ -129,6 +129,30 @@ def test_e5_b5_a_gso_batch_the_path_refuses_goes_out_as_single_datagrams() -> No
         }
 
 
+def test_e4_b5_a_reported_emsgsize_is_not_taken_for_the_path_refusing_gso(backend: str) -> None:
+    # A router's fragmentation-needed report leaves EMSGSIZE pending, the
+    # very error a path that cannot take a GSO run gives. The next GSO
+    # send meets it: the run must go out as GSO, not be sent again without
+    # it and remembered as refused (B5), or every later batch to that peer
+    # would lose GSO.
+    if backend != "native":
+        pytest.skip("UDP GSO is the native backend's")
+    with routed_hosts() as hosts, _listen(hosts.client, "0.0.0.0:0", peer_errors=True, dont_fragment=True) as sock:
+        live = hosts.server.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        with live:
+            live.bind((ROUTED_SERVER4, 0))
+            live.settimeout(HANG)
+            to = live.getsockname()
+            sock.send(b"x" * 1400, to)  # over the router's far side, DF: a report comes back
+            wait_until(lambda: _queued(sock), what="the router's report")
+            before = sock._gso_sends  # type: ignore[attr-defined]
+            for _ in range(2):
+                assert sock.send_batch([b"g" * 100] * 8, to) == 8
+            assert sock._gso_sends == before + 2  # type: ignore[attr-defined]
+            assert [len(live.recv(2000)) for _ in range(16)] == [100] * 16
+            assert any(r.errno == errno.EMSGSIZE and r.info == 1280 for r in _reports_until(sock, 1))
+
+
 _CALLS: dict[str, Callable[[udpio.Socket, socket.socket, udpio.Address], object]] = {}
 
 
