@@ -137,7 +137,10 @@ def test_e4_b5_a_reported_emsgsize_is_not_taken_for_the_path_refusing_gso(backen
     # would lose GSO.
     if backend != "native":
         pytest.skip("UDP GSO is the native backend's")
-    with routed_hosts() as hosts, _listen(hosts.client, "0.0.0.0:0", peer_errors=True, dont_fragment=True) as sock:
+    with (
+        routed_hosts() as hosts,
+        _listen(hosts.client, "0.0.0.0:0", peer_errors=True, dont_fragment=True) as sock,
+    ):
         live = hosts.server.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         with live:
             live.bind((ROUTED_SERVER4, 0))
