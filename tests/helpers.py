@@ -8,6 +8,7 @@ test sleeps to synchronise.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -113,6 +114,25 @@ def thread_is_waiting_in_select(thread: threading.Thread) -> bool:
 def wait_blocked(thread: threading.Thread) -> None:
     """Wait until ``thread`` is blocked in a udpio selector wait (or fail)."""
     wait_until(lambda: thread_is_waiting_in_select(thread), what=f"{thread.name} to block in select")
+
+
+def report_queued(sock: udpio.Socket) -> bool:
+    """Whether the kernel holds a report for ``sock`` (POLLERR), without taking it (E)."""
+    poller = select.poll()
+    poller.register(sock.conn().fileno(), 0)
+    return any(event & select.POLLERR for _, event in poller.poll(0))
+
+
+def reports_until(sock: udpio.Socket, count: int) -> list[udpio.PeerError]:
+    """``sock.peer_errors()`` polled until ``count`` reports came (each call forgets what it returned)."""
+    got: list[udpio.PeerError] = []
+
+    def enough() -> bool:
+        got.extend(sock.peer_errors())
+        return len(got) >= count
+
+    wait_until(enough, what=f"{count} reports")
+    return got
 
 
 def wait_asleep_on_a_lock(thread: threading.Thread) -> None:

@@ -236,21 +236,7 @@ def two_hosts(
             _sh("ip", "netns", "add", host.name)
             made.append(host.name)
             _sh("ip", "-n", host.name, "link", "set", "lo", "up")
-        _sh(
-            "ip",
-            "-n",
-            client.name,
-            "link",
-            "add",
-            "vc",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vs",
-            "netns",
-            server.name,
-        )
+        _veth(client, "vc", server, "vs")
         for host in (client, server):
             # No IPv6 at all, or its link-local address usable at once (as
             # nodad makes the others).
@@ -281,6 +267,25 @@ def two_hosts(
     finally:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+def _veth(one: Host, one_end: str, other: Host, other_end: str) -> None:
+    # A veth pair between two namespaces, each end named.
+    _sh(
+        "ip",
+        "-n",
+        one.name,
+        "link",
+        "add",
+        one_end,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        other_end,
+        "netns",
+        other.name,
+    )
 
 
 def _mac(host: Host) -> str:
@@ -379,36 +384,8 @@ def routed_hosts(far_mtu: int = 1280) -> Iterator[Routed]:
                     capture_output=True,
                     timeout=30,
                 )
-        _sh(
-            "ip",
-            "-n",
-            client.name,
-            "link",
-            "add",
-            "vc",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "rn",
-            "netns",
-            router.name,
-        )
-        _sh(
-            "ip",
-            "-n",
-            router.name,
-            "link",
-            "add",
-            "rf",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vs",
-            "netns",
-            server.name,
-        )
+        _veth(client, "vc", router, "rn")
+        _veth(router, "rf", server, "vs")
         _sh("ip", "netns", "exec", router.name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         _sh("ip", "netns", "exec", router.name, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
         for ns, dev, mtu, v4, v6 in (

@@ -15,14 +15,13 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import select
 import socket
 from collections.abc import Callable
 
 import pytest
 
 import udpio
-from tests.helpers import HANG, python_child, readline_within, wait_until
+from tests.helpers import HANG, python_child, readline_within, report_queued, reports_until, wait_until
 from tests.netns import (
     ROUTED_CLIENT4,
     ROUTED_SERVER4,
@@ -35,23 +34,6 @@ from tests.netns import (
 from udpio._reports import MAX_REPORTS, PeerError
 
 DEAD_PORT = 9  # nothing listens on it on the test hosts
-
-
-def _queued(sock: udpio.Socket) -> bool:
-    poller = select.poll()
-    poller.register(sock.conn().fileno(), 0)
-    return any(event & select.POLLERR for _, event in poller.poll(0))
-
-
-def _reports_until(sock: udpio.Socket, count: int) -> list[PeerError]:
-    got: list[PeerError] = []
-
-    def enough() -> bool:
-        got.extend(sock.peer_errors())
-        return len(got) >= count
-
-    wait_until(enough, what=f"{count} reports")
-    return got
 
 
 def _listen(host: Host, addr: str, **options: bool) -> udpio.Socket:
@@ -71,7 +53,7 @@ def test_e7_e2_a_host_without_a_listener_reports_port_unreachable(family: str) -
     ):
         dead = (server, DEAD_PORT) if ipv4 else (server, DEAD_PORT, 0, 0)
         sock.send(b"anyone?", dead)
-        (report,) = _reports_until(sock, 1)
+        (report,) = reports_until(sock, 1)
     if ipv4:
         assert report == PeerError(dead, errno.ECONNREFUSED, "icmp", 3, 3, 0, (server, 0))
     else:
@@ -86,7 +68,7 @@ def test_e7_e5_a_router_on_a_smaller_path_reports_its_mtu(family: str) -> None:
         with _listen(hosts.client, bind, peer_errors=True, dont_fragment=True) as sock:
             to = (ROUTED_SERVER4, DEAD_PORT) if ipv4 else (ROUTED_SERVER6, DEAD_PORT, 0, 0)
             assert sock.send(b"x" * 1400, to) == 1400  # fits the client's link: it goes, DF set
-            report = _reports_until(sock, 1)[0]
+            report = reports_until(sock, 1)[0]
     if ipv4:
         assert report == PeerError(to, errno.EMSGSIZE, "icmp", 3, 4, 1280, (ROUTER_NEAR4, 0))
     else:
@@ -123,7 +105,7 @@ def test_e5_b5_a_gso_batch_the_path_refuses_goes_out_as_single_datagrams() -> No
         # Within the local MTU: all go, and the router, whose far side is
         # 1280, reports them: each datagram, or a GSO run once as a whole.
         assert sock.send_batch([b"x" * 1400] * 8, to) == 8
-        reports = _reports_until(sock, 1)
+        reports = reports_until(sock, 1)
         assert {(r.errno, r.info, r.reporter) for r in reports if r.origin == "icmp"} == {
             (errno.EMSGSIZE, 1280, (ROUTER_NEAR4, 0))
         }
@@ -147,13 +129,13 @@ def test_e4_b5_a_reported_emsgsize_is_not_taken_for_the_path_refusing_gso(backen
             live.settimeout(HANG)
             to = live.getsockname()
             sock.send(b"x" * 1400, to)  # over the router's far side, DF: a report comes back
-            wait_until(lambda: _queued(sock), what="the router's report")
+            wait_until(lambda: report_queued(sock), what="the router's report")
             before = sock._gso_sends  # type: ignore[attr-defined]
             for _ in range(2):
                 assert sock.send_batch([b"g" * 100] * 8, to) == 8
             assert sock._gso_sends == before + 2  # type: ignore[attr-defined]
             assert [len(live.recv(2000)) for _ in range(16)] == [100] * 16
-            assert any(r.errno == errno.EMSGSIZE and r.info == 1280 for r in _reports_until(sock, 1))
+            assert any(r.errno == errno.EMSGSIZE and r.info == 1280 for r in reports_until(sock, 1))
 
 
 _CALLS: dict[str, Callable[[udpio.Socket, socket.socket, udpio.Address], object]] = {}
@@ -213,10 +195,10 @@ def test_e7_e4_every_call_does_its_own_work_with_a_hosts_reports_queued(name: st
             live.bind((ROUTED_SERVER4, 0))
             live.settimeout(HANG)
             sock.send(b"anyone?", (ROUTED_SERVER4, DEAD_PORT))
-            wait_until(lambda: _queued(sock), what="the host's report")
+            wait_until(lambda: report_queued(sock), what="the host's report")
             got = _CALLS[name](sock, live, live.getsockname())
             assert got in (b"call", [b"call"], [b"call"] * 3)
-            assert [r.peer for r in _reports_until(sock, 1)] == [(ROUTED_SERVER4, DEAD_PORT)]
+            assert [r.peer for r in reports_until(sock, 1)] == [(ROUTED_SERVER4, DEAD_PORT)]
 
 
 # -- E3: the bound ----------------------------------------------------------------

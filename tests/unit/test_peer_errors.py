@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 import functools
-import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +21,16 @@ from typing import Any
 import pytest
 
 import udpio
-from tests.helpers import HANG, join, plain_peer, run_in_thread, thread_cpu_seconds, wait_until
+from tests.helpers import (
+    HANG,
+    join,
+    plain_peer,
+    report_queued,
+    reports_until,
+    run_in_thread,
+    thread_cpu_seconds,
+    wait_until,
+)
 from udpio._reports import MAX_REPORTS, PeerError, Reports
 
 LOCAL4, LOCAL6 = "127.0.0.1", "::1"
@@ -35,20 +44,13 @@ def _dead_address(host: str = LOCAL4) -> udpio.Address:
         return gone.getsockname()  # type: ignore[no-any-return]
 
 
-def _report_queued(sock: udpio.Socket) -> bool:
-    # Whether the kernel holds a report for the socket (POLLERR), without taking it.
-    poller = select.poll()
-    poller.register(sock.conn().fileno(), 0)
-    return any(event & select.POLLERR for _, event in poller.poll(0))
-
-
 def _provoke(sock: udpio.Socket, dead: udpio.Address, count: int = 1) -> None:
     # Send to a dead port and wait until its report came: queued by the
     # kernel, or already gathered by a call on another thread.
     before = _gathered(sock)
     for _ in range(count):
         sock.send(b"anyone?", dead)
-    wait_until(lambda: _report_queued(sock) or _gathered(sock) > before, what="the port unreachable report")
+    wait_until(lambda: report_queued(sock) or _gathered(sock) > before, what="the port unreachable report")
 
 
 def _gathered_more_than(sock: udpio.Socket, count: int) -> bool:
@@ -58,18 +60,6 @@ def _gathered_more_than(sock: udpio.Socket, count: int) -> bool:
 def _gathered(sock: udpio.Socket) -> int:
     # How many reports the Socket keeps, not yet taken by peer_errors().
     return len(sock._reports)
-
-
-def _reports_until(sock: udpio.Socket, count: int) -> list[PeerError]:
-    # peer_errors() polled until `count` reports came (each call forgets what it returned).
-    got: list[PeerError] = []
-
-    def enough() -> bool:
-        got.extend(sock.peer_errors())
-        return len(got) >= count
-
-    wait_until(enough, what=f"{count} reports")
-    return got
 
 
 @contextmanager
@@ -141,7 +131,7 @@ def test_e2_a_port_unreachable_report_over_ipv4() -> None:
     dead = _dead_address()
     with _reporting() as sock:
         _provoke(sock, dead)
-        (report,) = _reports_until(sock, 1)
+        (report,) = reports_until(sock, 1)
     assert report == PeerError(dead, errno.ECONNREFUSED, "icmp", 3, 3, 0, (LOCAL4, 0))
     assert report.peer == dead and report.errno == errno.ECONNREFUSED
 
@@ -151,7 +141,7 @@ def test_e2_a_port_unreachable_report_over_ipv6() -> None:
     dead = _dead_address(LOCAL6)
     with _reporting(f"[{LOCAL6}]:0") as sock:
         _provoke(sock, dead)
-        (report,) = _reports_until(sock, 1)
+        (report,) = reports_until(sock, 1)
     assert report == PeerError(dead, errno.ECONNREFUSED, "icmp6", 1, 4, 0, (LOCAL6, 0, 0, 0))
 
 
@@ -161,7 +151,7 @@ def test_e2_a_dual_stack_socket_reports_an_ipv4_peer_in_its_mapped_form() -> Non
     mapped = f"::ffff:{LOCAL4}"
     with _reporting("[::]:0") as sock:
         _provoke(sock, dead)
-        (report,) = _reports_until(sock, 1)
+        (report,) = reports_until(sock, 1)
     assert report == PeerError(
         (mapped, dead[1], 0, 0), errno.ECONNREFUSED, "icmp", 3, 3, 0, (mapped, 0, 0, 0)
     )
@@ -175,7 +165,7 @@ def test_e3_reports_come_oldest_first_and_each_once() -> None:
     with _reporting() as sock:
         for address in dead:
             _provoke(sock, address)
-        got = _reports_until(sock, 3)
+        got = reports_until(sock, 3)
         assert [r.peer for r in got] == dead
         assert sock.peer_errors() == []
 
@@ -214,7 +204,7 @@ def test_e4_a_send_to_a_live_peer_after_another_peers_report_is_sent_not_raised(
             _provoke(sock, dead)
             assert sock.send(b"live", peer.getsockname()) == 4
         assert [peer.recvfrom(16)[0] for _ in range(3)] == [b"live"] * 3
-        assert [r.peer for r in _reports_until(sock, 3)] == [dead] * 3
+        assert [r.peer for r in reports_until(sock, 3)] == [dead] * 3
 
 
 @pytest.mark.parametrize("call", ["send_batch", "send_many", "send_from", "reply"])
@@ -236,7 +226,7 @@ def test_e4_every_send_call_sends_with_reports_queued_and_sent_stays_exact(call:
         expected = {"send_batch": 10, "send_many": 10}.get(call, 1)
         assert [peer.recvfrom(16)[0] for _ in range(expected)] == [b"x"] * expected
         assert sock.stats().sent == expected + 1  # and the one to the dead port
-        assert [r.peer for r in _reports_until(sock, 1)] == [dead]
+        assert [r.peer for r in reports_until(sock, 1)] == [dead]
 
 
 def test_e4_a_calls_own_error_still_reaches_it() -> None:
@@ -263,7 +253,7 @@ def test_e4_a_recv_waits_through_reports_and_keeps_its_deadline() -> None:
             )
         join(waiting)
         assert isinstance(outcome.error, TimeoutError), outcome.error
-        assert len(_reports_until(sock, 5)) == 5
+        assert len(reports_until(sock, 5)) == 5
 
 
 @pytest.mark.parametrize("call", ["recv", "recv_datagram", "recv_batch"])
@@ -314,11 +304,22 @@ def test_e4_peer_errors_may_run_while_another_thread_receives() -> None:
         join(reader)
         assert outcome.error is None, outcome.error
         assert received == [b"%d" % i for i in range(50)]
-        reports += _reports_until(sock, 10 - len(reports)) if len(reports) < 10 else []
+        reports += reports_until(sock, 10 - len(reports)) if len(reports) < 10 else []
         assert [r.peer for r in reports] == [dead] * 10
 
 
 # -- E6: no spin ------------------------------------------------------------------
+
+
+def _assert_idle_then_wake(sock: udpio.Socket, waiting: threading.Thread, peer: socket.socket) -> None:
+    # The waiting reader's CPU over 0.3 s (a spinning one burns it all),
+    # then a datagram that ends its wait.
+    before = thread_cpu_seconds(waiting)
+    time.sleep(0.3)  # the window measured, not a synchronisation
+    used = thread_cpu_seconds(waiting) - before
+    peer.sendto(b"done", sock.bound_addr())
+    join(waiting)
+    assert used < 0.05, f"the waiting reader used {used:.3f} s of CPU in 0.3 s"
 
 
 def test_e6_a_recv_waiting_on_an_idle_socket_whose_queue_holds_reports_uses_no_cpu() -> None:
@@ -330,17 +331,12 @@ def test_e6_a_recv_waiting_on_an_idle_socket_whose_queue_holds_reports_uses_no_c
     with _reporting() as sock, plain_peer() as peer:
         _provoke(sock, dead)
         assert sock.conn().getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
-        assert _report_queued(sock)
+        assert report_queued(sock)
         waiting, outcome = run_in_thread(lambda: sock.recv(timeout=HANG), "reader")
         wait_until(lambda: _gathered(sock) == 1, what="the reader to gather the report before it waits")
-        before = thread_cpu_seconds(waiting)
-        time.sleep(0.3)  # the window measured: a spinning reader burns it all
-        used = thread_cpu_seconds(waiting) - before
-        peer.sendto(b"done", sock.bound_addr())
-        join(waiting)
+        _assert_idle_then_wake(sock, waiting, peer)
         assert outcome.error is None, outcome.error
         assert bytes(outcome.value[0]) == b"done"  # type: ignore[index]
-        assert used < 0.05, f"the waiting reader used {used:.3f} s of CPU in 0.3 s"
         assert [r.peer for r in sock.peer_errors()] == [dead]
 
 
@@ -351,10 +347,5 @@ def test_e6_a_recv_waiting_while_reports_arrive_uses_no_cpu() -> None:
         for _ in range(5):
             sock.send(b"anyone?", dead)
         wait_until(lambda: _gathered(sock) >= 1, what="the reader to gather a report")
-        before = thread_cpu_seconds(waiting)
-        time.sleep(0.3)  # the window measured: a spinning reader burns it all
-        used = thread_cpu_seconds(waiting) - before
-        peer.sendto(b"done", sock.bound_addr())
-        join(waiting)
+        _assert_idle_then_wake(sock, waiting, peer)
         assert outcome.error is None, outcome.error
-        assert used < 0.05, f"the waiting reader used {used:.3f} s of CPU in 0.3 s"

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,23 +94,27 @@ with udpio.listen("127.0.0.1:0") as tx:
 """
 
 
+def _run_child(shim: Path, code: str, *args: str, **env: str) -> Any:
+    # The child with the shim preloaded and `env` added; what it printed, as JSON.
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        env=dict(preloading(child_env(), shim), **env),
+        cwd=PACKAGE_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_shim(tmp_path_factory.mktemp("shim"), _SHIM)
 
 
 def test_k2_s4_a_full_buffer_part_way_waits_and_sends_the_rest_in_order(shim: Path, backend: str) -> None:
-    env = dict(preloading(child_env(), shim), UDPIO_EAGAIN_AFTER="70")
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        env=env,
-        cwd=PACKAGE_ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _run_child(shim, _CHILD, UDPIO_EAGAIN_AFTER="70")
     assert out["backend"] == backend
     assert out["refusals"] == 1  # the injected full buffer was met, once
     assert (out["sent"], out["stats"]) == (200, 200)
@@ -147,15 +152,5 @@ print(json.dumps(out))
 def test_b3_k2_c5_close_from_a_handler_while_a_batch_waits_for_room(
     shim: Path, backend: str, call: str
 ) -> None:
-    env = dict(preloading(child_env(), shim), UDPIO_EAGAIN_AFTER="5", UDPIO_EAGAIN_STUCK="1")
-    result = subprocess.run(
-        [sys.executable, "-c", _CLOSING_CHILD, call],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        env=env,
-        cwd=PACKAGE_ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = _run_child(shim, _CLOSING_CHILD, call, UDPIO_EAGAIN_AFTER="5", UDPIO_EAGAIN_STUCK="1")
     assert out == {"backend": backend, "sent": 5, "released": True}
