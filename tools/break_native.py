@@ -297,8 +297,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "            if (list == NULL) {\n                break;",
     ),
     "E2 the error taken from errno, not from the report": (
-        "            PyLong_FromUnsignedLong(ee->ee_errno),",
-        "            PyLong_FromLong(errno),",
+        "(fields[1] = PyLong_FromUnsignedLong(ee->ee_errno)) != NULL",
+        "(fields[1] = PyLong_FromLong(errno)) != NULL",
     ),
     "E3 the reports read are not kept": (
         "    if (!failed && PyList_GET_SIZE(list) > 0) {",

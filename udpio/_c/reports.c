@@ -25,15 +25,16 @@ typedef union {
 
 /* The host or router that sent a report: the sockaddr after the
  * sock_extended_err (SO_EE_OFFENDER), as make_address gives it, or None
- * for a local report (which names none). */
+ * for a report the network did not send (which names none). */
 static PyObject *
 offender(const struct cmsghdr *cm, const struct sock_extended_err *ee)
 {
     size_t have = cm->cmsg_len - CMSG_LEN(sizeof(*ee));
     struct sockaddr_storage sa;
     memset(&sa, 0, sizeof(sa));
-    if (ee->ee_origin == SO_EE_ORIGIN_LOCAL || have < sizeof(sa_family_t)) {
-        Py_RETURN_NONE;
+    int remote = ee->ee_origin == SO_EE_ORIGIN_ICMP || ee->ee_origin == SO_EE_ORIGIN_ICMP6;
+    if (!remote || have < sizeof(sa_family_t)) {
+        Py_RETURN_NONE; /* "local", as the twin names every other origin */
     }
     memcpy(&sa, CMSG_DATA(cm) + sizeof(*ee), have < sizeof(sa) ? have : sizeof(sa));
     if (sa.ss_family != AF_INET && sa.ss_family != AF_INET6) {
@@ -68,21 +69,17 @@ make_report(CoreObject *self, struct msghdr *msg, struct sock_extended_err *ee)
         }
         memcpy(ee, CMSG_DATA(cm), sizeof(*ee));
         int local = ee->ee_origin != SO_EE_ORIGIN_ICMP && ee->ee_origin != SO_EE_ORIGIN_ICMP6;
-        PyObject *fields[7] = {
-            make_address(msg->msg_name, msg->msg_namelen),
-            PyLong_FromUnsignedLong(ee->ee_errno),
-            origin_name(self, local ? SO_EE_ORIGIN_LOCAL : ee->ee_origin),
-            PyLong_FromLong(local ? 0 : ee->ee_type),
-            PyLong_FromLong(local ? 0 : ee->ee_code),
-            PyLong_FromUnsignedLong(ee->ee_errno == EMSGSIZE ? ee->ee_info : 0),
-            offender(cm, ee),
-        };
+        /* Each field made only while the ones before it were: no call runs
+         * with an exception already set. */
+        PyObject *fields[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
         PyObject *report = NULL;
-        int complete = 1;
-        for (int i = 0; i < 7; i++) {
-            complete &= fields[i] != NULL;
-        }
-        if (complete) {
+        if ((fields[0] = make_address(msg->msg_name, msg->msg_namelen)) != NULL &&
+            (fields[1] = PyLong_FromUnsignedLong(ee->ee_errno)) != NULL &&
+            (fields[2] = origin_name(self, local ? SO_EE_ORIGIN_LOCAL : ee->ee_origin)) != NULL &&
+            (fields[3] = PyLong_FromLong(local ? 0 : ee->ee_type)) != NULL &&
+            (fields[4] = PyLong_FromLong(local ? 0 : ee->ee_code)) != NULL &&
+            (fields[5] = PyLong_FromUnsignedLong(ee->ee_errno == EMSGSIZE ? ee->ee_info : 0)) != NULL &&
+            (fields[6] = offender(cm, ee)) != NULL) {
             report = PyObject_Vectorcall(self->state->PeerError, fields, 7, NULL);
         }
         for (int i = 0; i < 7; i++) {
