@@ -890,10 +890,10 @@ class Socket:
         # said "would block" (failed None) or failed with a kernel error.
         # Wait only after "would block", and read again after every wake-up
         # (R7). With peer_errors on (E4), an error is the kernel handing this
-        # call an earlier datagram's report: the reports are gathered and
-        # the read tried again as try_again says; and the error queue is
-        # read before every wait, or its readiness would end the wait at
-        # once, again and again (E6). Without it, the error is raised (R8).
+        # call an earlier datagram's report: it reads again
+        # (_report_explains); and the error queue is read before every
+        # wait, or its readiness would end the wait at once, again and again
+        # (E6). Without it, the error is raised (R8).
         # (The native receive calls run this same loop in C.)
         deadline = None if timeout is None else monotonic() + timeout
         attempt = 0
