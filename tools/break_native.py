@@ -289,12 +289,8 @@ MUTANTS: dict[str, tuple[str, str]] = {
         "        if (0) {",
     ),
     "E6 the queue left unread before a receive waits": (
-        "        if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */\n"
-        "            struct gathered g;\n            PyObject *list = gather_reports(self, 0, &g);\n"
-        "            if (list == NULL) {\n                break;",
-        "        if (0) { /* E6: unread reports would end the wait at once, again and again */\n"
-        "            struct gathered g;\n            PyObject *list = gather_reports(self, 0, &g);\n"
-        "            if (list == NULL) {\n                break;",
+        "        if (self->peer_errors && read_queue(self) < 0) {\n            break;",
+        "        if (0 && self->peer_errors && read_queue(self) < 0) {\n            break;",
     ),
     "E2 the error taken from errno, not from the report": (
         "(fields[1] = PyLong_FromUnsignedLong(ee->ee_errno)) != NULL",

@@ -477,13 +477,9 @@ read_or_wait(CoreObject *self, PyObject *timeout, int want)
             break;
         }
 #ifdef __linux__
-        if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */
-            struct gathered g;
-            PyObject *list = gather_reports(self, 0, &g);
-            if (list == NULL) {
-                break;
-            }
-            Py_DECREF(list);
+        /* E6: unread reports would end the wait at once, again and again */
+        if (self->peer_errors && read_queue(self) < 0) {
+            break;
         }
 #endif
         if (deadline == NULL && (deadline = make_deadline(self, timeout)) == NULL) {

@@ -23,6 +23,13 @@ typedef union {
     struct cmsghdr align;
 } report_control;
 
+/* Whether the network sent the report (an ICMP error), not this host. */
+static int
+is_remote(const struct sock_extended_err *ee)
+{
+    return ee->ee_origin == SO_EE_ORIGIN_ICMP || ee->ee_origin == SO_EE_ORIGIN_ICMP6;
+}
+
 /* The host or router that sent a report: the sockaddr after the
  * sock_extended_err (SO_EE_OFFENDER), as make_address gives it, or None
  * for a report the network did not send (which names none). */
@@ -32,8 +39,7 @@ offender(const struct cmsghdr *cm, const struct sock_extended_err *ee)
     size_t have = cm->cmsg_len - CMSG_LEN(sizeof(*ee));
     struct sockaddr_storage sa;
     memset(&sa, 0, sizeof(sa));
-    int remote = ee->ee_origin == SO_EE_ORIGIN_ICMP || ee->ee_origin == SO_EE_ORIGIN_ICMP6;
-    if (!remote || have < sizeof(sa_family_t)) {
+    if (!is_remote(ee) || have < sizeof(sa_family_t)) {
         Py_RETURN_NONE; /* "local", as the twin names every other origin */
     }
     memcpy(&sa, CMSG_DATA(cm) + sizeof(*ee), have < sizeof(sa) ? have : sizeof(sa));
@@ -68,7 +74,7 @@ make_report(CoreObject *self, struct msghdr *msg, struct sock_extended_err *ee)
             continue;
         }
         memcpy(ee, CMSG_DATA(cm), sizeof(*ee));
-        int local = ee->ee_origin != SO_EE_ORIGIN_ICMP && ee->ee_origin != SO_EE_ORIGIN_ICMP6;
+        int local = !is_remote(ee);
         /* Each field made only while the ones before it were: no call runs
          * with an exception already set. */
         PyObject *fields[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
@@ -127,9 +133,8 @@ read_reports(CoreObject *self, PyObject *list, int err, struct gathered *g)
         }
         g->count++;
         if ((int)ee.ee_errno == err) {
-            int local = ee.ee_origin != SO_EE_ORIGIN_ICMP && ee.ee_origin != SO_EE_ORIGIN_ICMP6;
-            g->local_match |= local;
-            g->remote_match |= !local;
+            g->local_match |= !is_remote(&ee);
+            g->remote_match |= is_remote(&ee);
         }
     }
     return n > 0 ? n : 0; /* EAGAIN: empty; EINTR: the next gathering reads on */
@@ -174,6 +179,15 @@ gather_reports(CoreObject *self, int err, struct gathered *g)
 }
 
 int
+read_queue(CoreObject *self)
+{
+    struct gathered g;
+    PyObject *list = gather_reports(self, 0, &g);
+    Py_XDECREF(list);
+    return list == NULL ? -1 : 0;
+}
+
+int
 retry_past_reports(CoreObject *self, int err, int *attempt, int sending)
 {
     struct gathered g;
@@ -186,9 +200,7 @@ retry_past_reports(CoreObject *self, int err, int *attempt, int sending)
         if (atomic_fetch_add(&self->unread, 1) + 1 < UDPIO_UNREAD_REPORTS) {
             return 1;
         }
-        PyObject *list = gather_reports(self, err, &g);
-        Py_XDECREF(list);
-        return list == NULL ? -1 : 1;
+        return read_queue(self) < 0 ? -1 : 1;
     }
     PyObject *list = gather_reports(self, err, &g);
     if (list == NULL) {

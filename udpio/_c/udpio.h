@@ -438,6 +438,10 @@ struct gathered {
  * list. Caller holds a role (the descriptor stays open). */
 UDPIO_INTERNAL PyObject *gather_reports(CoreObject *self, int err, struct gathered *g);
 
+/* gather_reports for its effect alone: the queue read, the reports kept.
+ * Returns 0, or -1 with an exception. Caller holds a role. */
+UDPIO_INTERNAL int read_queue(CoreObject *self);
+
 /* E4: a call's syscall failed with `err` on a Socket with peer_errors:
  * gather the reports, then say whether to try again
  * (udpio._reports.try_again): the first failure always (the kernel hands

@@ -66,13 +66,9 @@ send_retry(CoreObject *self, int err, PyObject *deadline, PyObject *timeout, con
         return -1;
     }
 #ifdef __linux__
-    if (self->peer_errors) { /* E6: unread reports would end the wait at once, again and again */
-        struct gathered g;
-        PyObject *list = gather_reports(self, 0, &g);
-        if (list == NULL) {
-            return -1;
-        }
-        Py_DECREF(list);
+    /* E6: unread reports would end the wait at once, again and again */
+    if (self->peer_errors && read_queue(self) < 0) {
+        return -1;
     }
 #endif
     PyObject *name = PyUnicode_FromString(what);
