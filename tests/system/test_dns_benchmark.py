@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,30 +44,35 @@ def test_p9_every_responder_loop_answers_a_query_with_its_a_record(loop: str) ->
             server.kill()
 
 
-def test_p9_the_benchmark_measures_every_loop_against_the_plain_one(tmp_path: Path) -> None:
-    need_dnsperf()
-    out = tmp_path / "p9.json"
+def _run_briefly(script: Path, out: Path, timeout: float) -> tuple[str, Any]:
+    # One short round of a benchmark script: its table (stdout) and the
+    # figures it wrote as JSON.
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--seconds", "0.3", "--rounds", "1", "--json", str(out)],
+        [sys.executable, str(script), "--seconds", "0.3", "--rounds", "1", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env=child_env(),
         cwd=PACKAGE_ROOT,
     )
     assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    return result.stdout, json.loads(out.read_text())
+
+
+def test_p9_the_benchmark_measures_every_loop_against_the_plain_one(tmp_path: Path) -> None:
+    need_dnsperf()
+    table, figures = _run_briefly(SCRIPT, tmp_path / "p9.json", timeout=120)
     loops = figures["loops"]
     assert set(LOOPS) <= set(loops) <= {*LOOPS, "uvloop"}
     for name, loop in loops.items():
         assert loop["qps"] > 0 and loop["sent"] > 0 and 0 <= loop["lost"] <= loop["sent"], name
         ratio = round(loop["qps"] / loops["plain"]["qps"], 2)
-        assert f"| {name} | {loop['qps']:,.0f} | {ratio:.2f}x |" in result.stdout
+        assert f"| {name} | {loop['qps']:,.0f} | {ratio:.2f}x |" in table
         # The responder's CPU per answered query, beside queries/s: a few
         # microseconds, not nothing and not the whole run.
         assert 0 < loop["cpu"] < 0.01, name
         cpu_ratio = loop["cpu"] / loops["plain"]["cpu"]
-        assert f"| {loop['cpu'] * 1e6:.2f} µs | {cpu_ratio:.2f}x |" in result.stdout
+        assert f"| {loop['cpu'] * 1e6:.2f} µs | {cpu_ratio:.2f}x |" in table
     batch = round(loops["udpio batch"]["qps"] / loops["plain"]["qps"], 2)
     reply = round(loops["udpio reply"]["qps"] / loops["plain"]["qps"], 2)
     lost = max(loops["udpio batch"]["lost"], loops["udpio reply"]["lost"]) <= loops["plain"]["lost"]
@@ -92,17 +98,7 @@ def test_p12_the_group_benchmark_measures_one_and_two_workers_side_by_side(
     if backend != "native":
         pytest.skip("the benchmark runs the installed udpio's own backend: once, in the native run")
     need_dnsperf()
-    out = tmp_path / "p12.json"
-    result = subprocess.run(
-        [sys.executable, str(GROUP_SCRIPT), "--seconds", "0.3", "--rounds", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=child_env(),
-        cwd=PACKAGE_ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(out.read_text())
+    table, figures = _run_briefly(GROUP_SCRIPT, tmp_path / "p12.json", timeout=300)
     results = figures["results"]
     assert set(results) == {
         "1 work",
@@ -115,7 +111,7 @@ def test_p12_the_group_benchmark_measures_one_and_two_workers_side_by_side(
     for name, r in results.items():
         assert r["qps"] > 0 and r["cpu"] > 0, name
         assert len(r["shares"]) == int(name[0]) and abs(sum(r["shares"]) - 1) < 1e-9, name
-        assert f"| {name} | {r['qps']:,.0f} |" in result.stdout
+        assert f"| {name} | {r['qps']:,.0f} |" in table
     assert results["2 work, one client, hash"]["shares"] in ([0.0, 1.0], [1.0, 0.0])  # one client, one worker
     assert set(figures["verdicts"]) == {
         "2 workers >= 1.30x the queries/s of 1 (with work)",
